@@ -1,0 +1,46 @@
+"""purejaxppo: fast, correct PPO for gymnax environments, in one jitted function.
+
+>>> import jax
+>>> from purejaxppo import PPOConfig, make_train
+>>> train = make_train(PPOConfig(env_name="CartPole-v1", total_timesteps=500_000))
+>>> out = jax.jit(train)(jax.random.key(0))          # doctest: +SKIP
+"""
+
+from purejaxppo.config import PPOConfig, PPOHyperparams
+from purejaxppo.envs import RunningMeanStd, VecEnv, VecEnvState, make_env, offline_env_names
+from purejaxppo.gae import compute_gae
+from purejaxppo.losses import (
+    Batch,
+    LossInfo,
+    approx_kl,
+    clip_fraction,
+    clipped_surrogate_loss,
+    ppo_loss,
+    value_loss,
+)
+from purejaxppo.networks import ActorCritic
+from purejaxppo.train import TrainOutput, make_train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActorCritic",
+    "Batch",
+    "LossInfo",
+    "PPOConfig",
+    "PPOHyperparams",
+    "RunningMeanStd",
+    "TrainOutput",
+    "VecEnv",
+    "VecEnvState",
+    "__version__",
+    "approx_kl",
+    "clip_fraction",
+    "clipped_surrogate_loss",
+    "compute_gae",
+    "make_env",
+    "make_train",
+    "offline_env_names",
+    "ppo_loss",
+    "value_loss",
+]

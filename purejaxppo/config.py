@@ -1,0 +1,241 @@
+"""PPOConfig: every setting of a training run, validated before anything is traced.
+
+Field names are PureJaxRL's config keys in lower_snake_case (``LR`` -> ``lr``), so a
+PureJaxRL config dict can be passed to :meth:`PPOConfig.from_dict` unchanged.
+Sizes that fix array shapes are Python ints; the float hyperparameters that do not fix
+a shape are also exposed as a pytree (:class:`PPOHyperparams`) so ``jax.vmap`` can sweep
+them without retracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+
+# PureJaxRL keys that do not map one-to-one onto a field (after lower-casing).
+_PUREJAXRL_ALIASES: dict[str, tuple[str, ...]] = {
+    "normalize_env": ("normalize_obs", "normalize_reward"),
+}
+
+
+class PPOHyperparams(NamedTuple):
+    """The float hyperparameters of a run, as arrays so that ``vmap`` can sweep them.
+
+    None of these fixes a shape, so a batch of them (leading axis) passed to
+    ``jax.vmap(train)`` trains one agent per value inside a single compiled program.
+    """
+
+    lr: Any
+    gamma: Any
+    gae_lambda: Any
+    clip_eps: Any
+    ent_coef: Any
+    vf_coef: Any
+    max_grad_norm: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """A PPO training run. Defaults are PureJaxRL's CartPole-v1 configuration.
+
+    ``num_updates = total_timesteps // (num_envs * num_steps)``: a budget that is not a
+    multiple of one batch trains ``num_updates * batch_size`` steps (as PureJaxRL does),
+    which :attr:`trained_timesteps` reports and the ``env_steps`` metric counts.
+    """
+
+    env_name: str = "CartPole-v1"
+    total_timesteps: int = 500_000
+    num_envs: int = 4
+    num_steps: int = 128
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    activation: str = "tanh"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    normalize_advantages: bool = True
+    clip_value_loss: bool = True
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+    log_std_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "total_timesteps",
+            "num_envs",
+            "num_steps",
+            "update_epochs",
+            "num_minibatches",
+        ):
+            object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        for name in (
+            "anneal_lr",
+            "normalize_advantages",
+            "clip_value_loss",
+            "normalize_obs",
+            "normalize_reward",
+        ):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.env_name, str) or not self.env_name:
+            raise ValueError(f"env_name must be a non-empty string, got {self.env_name!r}")
+
+        _check_range("lr", self.lr, low=0.0, low_open=True)
+        _check_range("gamma", self.gamma, low=0.0, high=1.0)
+        _check_range("gae_lambda", self.gae_lambda, low=0.0, high=1.0)
+        _check_range("clip_eps", self.clip_eps, low=0.0, low_open=True)
+        _check_range("ent_coef", self.ent_coef, low=0.0)
+        _check_range("vf_coef", self.vf_coef, low=0.0)
+        _check_range("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+        _check_range("obs_clip", self.obs_clip, low=0.0, low_open=True)
+        _check_range("reward_clip", self.reward_clip, low=0.0, low_open=True)
+        _check_range("log_std_init", self.log_std_init)
+
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        sizes = self.hidden_sizes
+        if (
+            isinstance(sizes, int)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+            or len(sizes) == 0
+        ):
+            raise ValueError(
+                "hidden_sizes must be a non-empty sequence of positive ints, e.g. (64, 64); "
+                f"got {sizes!r}"
+            )
+        object.__setattr__(self, "hidden_sizes", tuple(sizes))
+
+        if self.batch_size % self.num_minibatches:
+            divisors = [
+                d for d in range(1, min(self.batch_size, 64) + 1) if self.batch_size % d == 0
+            ]
+            raise ValueError(
+                f"num_envs * num_steps = {self.num_envs} * {self.num_steps} = {self.batch_size}"
+                f" must be divisible by num_minibatches = {self.num_minibatches}; "
+                f"valid num_minibatches include {divisors}"
+            )
+        if self.total_timesteps < self.batch_size:
+            raise ValueError(
+                f"total_timesteps = {self.total_timesteps} is smaller than one batch "
+                f"(num_envs * num_steps = {self.batch_size}); use total_timesteps >= "
+                f"{self.batch_size} or a smaller num_envs / num_steps"
+            )
+
+    # Derived sizes: properties, never stored, so they cannot go stale.
+    @property
+    def batch_size(self) -> int:
+        """Transitions collected per update: ``num_envs * num_steps``."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        """Transitions per gradient step: ``batch_size // num_minibatches``."""
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        """Rollout-then-update iterations: ``total_timesteps // batch_size``."""
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def trained_timesteps(self) -> int:
+        """Environment steps actually taken: ``num_updates * batch_size``."""
+        return self.num_updates * self.batch_size
+
+    def hyperparams(self) -> PPOHyperparams:
+        """This config's float hyperparameters as float32 scalars (a vmappable pytree)."""
+        return PPOHyperparams(
+            **{name: jnp.float32(getattr(self, name)) for name in PPOHyperparams._fields}
+        )
+
+    def replace(self, **changes: Any) -> PPOConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python dict of the fields (JSON-serialisable)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> PPOConfig:
+        """Build from field names or PureJaxRL's UPPERCASE keys (``{"LR": 2.5e-4, ...}``).
+
+        ``NORMALIZE_ENV`` sets both ``normalize_obs`` and ``normalize_reward``.
+        Unknown keys raise ``ValueError`` naming the closest valid key.
+        """
+        if isinstance(config, PPOConfig):
+            return config
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a PPOConfig or a dict, got {type(config).__name__}")
+        field_names = [f.name for f in dataclasses.fields(cls)]
+        kwargs: dict[str, Any] = {}
+        for key, value in config.items():
+            name = str(key).lower()
+            targets = _PUREJAXRL_ALIASES.get(name, (name,))
+            for target in targets:
+                if target not in field_names:
+                    raise ValueError(
+                        f"unknown config key {key!r}{_suggest(name, field_names)}; "
+                        f"valid keys: {', '.join(field_names)}"
+                    )
+                if target in kwargs:
+                    raise ValueError(f"config key {key!r} sets {target!r} twice")
+                kwargs[target] = value
+        return cls(**kwargs)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive whole number (5e5 is accepted as 500000)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_range(
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+) -> None:
+    """Raise unless ``value`` is a finite real number in ``[low, high]`` (``(low, high]``)."""
+    valid = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and value <= high
+    )
+    if not valid:
+        bracket = "(" if low_open else "["
+        interval = f"{bracket}{low:g}, {high:g}]".replace("inf]", "inf)")
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+
+
+def _suggest(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.5)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def as_config(config: PPOConfig | Mapping[str, Any]) -> PPOConfig:
+    """Accept a :class:`PPOConfig` or a (PureJaxRL-style) dict."""
+    return PPOConfig.from_dict(config)

@@ -1,0 +1,296 @@
+"""Environments: gymnax look-up, action-space handling and a batched env with statistics.
+
+The only internal contract is gymnax >= 1.0's step::
+
+    obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
+
+where the env auto-resets (``obs`` is then the next episode's first observation) and
+``info["final_observation"]`` is the true last observation of the finished episode.
+:class:`VecEnv` steps ``num_envs`` copies at once and adds episode statistics and,
+optionally, running-mean/std normalisation of observations and rewards whose
+statistics are part of the (jittable, vmappable) env state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, NamedTuple
+
+import chex
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+
+# Registered gymnax environments that cannot be built offline.
+NEEDS_DOWNLOAD = {
+    "MNISTBandit-bsuite": "it downloads the MNIST data set when constructed, and this "
+    "library never fetches data at run time",
+}
+
+_STD_EPS = 1e-8
+
+
+def offline_env_names() -> tuple[str, ...]:
+    """Every registered gymnax environment that can be built without a download."""
+    return tuple(name for name in gymnax.registered_envs if name not in NEEDS_DOWNLOAD)
+
+
+def make_env(env_name: str, env: Any = None, env_params: Any = None) -> tuple[Any, Any]:
+    """The gymnax ``(env, env_params)`` to train on.
+
+    A user-supplied ``env`` wins over ``env_name``; its params default to
+    ``env.default_params``. Raises ``ValueError`` for unknown or offline-impossible names.
+    """
+    if env is not None:
+        missing = [a for a in ("reset", "step", "action_space") if not hasattr(env, a)]
+        if missing:
+            raise ValueError(
+                f"env must be a gymnax Environment (with reset, step, action_space); "
+                f"{type(env).__name__} lacks {missing}"
+            )
+        return env, env.default_params if env_params is None else env_params
+    if env_name in NEEDS_DOWNLOAD:
+        raise ValueError(
+            f"env_name={env_name!r} cannot be used: {NEEDS_DOWNLOAD[env_name]}. "
+            "Pass a gymnax Environment with env=... instead."
+        )
+    if env_name not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_name, offline_env_names(), n=3, cutoff=0.4)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"env_name={env_name!r} is not a registered gymnax environment.{hint} "
+            f"Valid names: {', '.join(offline_env_names())}"
+        )
+    made_env, default_params = gymnax.make(env_name)
+    return made_env, default_params if env_params is None else env_params
+
+
+class ActionSpec(NamedTuple):
+    """What the policy head must produce.
+
+    ``discrete``: Categorical over ``dim`` actions; otherwise a ``dim``-dimensional
+    diagonal Gaussian whose samples are clipped to ``[low, high]`` before ``env.step``.
+    """
+
+    discrete: bool
+    dim: int
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+
+
+def action_spec(env: Any, env_params: Any) -> ActionSpec:
+    """Read the action space; ``ValueError`` if the networks cannot act in it."""
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        if space.n < 1:
+            raise ValueError(f"action space {space!r} has no actions")
+        return ActionSpec(discrete=True, dim=int(space.n))
+    if isinstance(space, spaces.Box):
+        shape = tuple(space.shape)
+        if len(shape) != 1 or shape[0] < 1:
+            raise ValueError(
+                f"action space {space!r} is not supported: a Box action space must be "
+                "one-dimensional, shape (action_dim,)"
+            )
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
+        return ActionSpec(discrete=False, dim=shape[0], low=low, high=high)
+    raise ValueError(
+        f"action space {space!r} ({type(space).__name__}) is not supported: "
+        "use a Discrete or a one-dimensional Box action space"
+    )
+
+
+def observation_shape(env: Any, env_params: Any) -> tuple[int, ...]:
+    """Shape of one observation, read from ``env.reset`` without compiling it."""
+    obs, _ = jax.eval_shape(env.reset, jax.random.key(0), env_params)
+    if not isinstance(obs, jax.ShapeDtypeStruct):
+        raise ValueError(
+            f"observations must be a single array; {type(obs).__name__} observations "
+            "need a wrapper that turns them into one"
+        )
+    return tuple(obs.shape)
+
+
+@struct.dataclass
+class RunningMeanStd:
+    """Running mean and variance of a stream of arrays (Chan et al.'s parallel update)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def create(cls, shape: tuple[int, ...]) -> RunningMeanStd:
+        # A tiny prior count keeps the first update well defined (as in SB3/PureJaxRL).
+        return cls(
+            mean=jnp.zeros(shape, jnp.float32),
+            var=jnp.ones(shape, jnp.float32),
+            count=jnp.float32(1e-4),
+        )
+
+    def update(self, batch: jax.Array) -> RunningMeanStd:
+        """Fold in ``batch`` of shape ``[B, *shape]``."""
+        batch_mean = jnp.mean(batch, axis=0)
+        batch_var = jnp.var(batch, axis=0)
+        batch_count = batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count
+        m2 = m2 + jnp.square(delta) * self.count * batch_count / total
+        return RunningMeanStd(mean=mean, var=m2 / total, count=total)
+
+    def normalize(self, x: jax.Array, clip: float) -> jax.Array:
+        """``clip((x - mean) / sqrt(var + eps), -clip, clip)``."""
+        return jnp.clip((x - self.mean) / jnp.sqrt(self.var + _STD_EPS), -clip, clip)
+
+    def scale(self, x: jax.Array, clip: float) -> jax.Array:
+        """``clip(x / sqrt(var + eps), -clip, clip)``: rescale without re-centring."""
+        return jnp.clip(x / jnp.sqrt(self.var + _STD_EPS), -clip, clip)
+
+
+@struct.dataclass
+class VecEnvState:
+    """State of ``num_envs`` environments plus the statistics the wrapper keeps.
+
+    ``episode_return`` / ``episode_length``: running raw totals of the current episodes
+    ``[N]``. ``obs_stats``: observation statistics (shape of one observation).
+    ``return_stats``: statistics of the discounted return, used to scale rewards.
+    ``discounted_return``: the running discounted return ``[N]`` those come from.
+    """
+
+    env_state: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+    obs_stats: RunningMeanStd
+    return_stats: RunningMeanStd
+    discounted_return: jax.Array
+
+
+class EnvStep(NamedTuple):
+    """One batched transition, every leaf with leading axis ``[N]``.
+
+    ``obs``: the observation the policy acts on next (the next episode's first one
+    where the episode just ended). ``final_obs``: the true next observation of this
+    transition; equal to ``obs`` unless the episode ended. Both are normalised when
+    observation normalisation is on. ``reward``: the learning reward (scaled when
+    reward normalisation is on). ``episode_return`` / ``episode_length``: raw totals of
+    the episode that ended at this step (meaningful where ``terminated | truncated``).
+    """
+
+    obs: jax.Array
+    final_obs: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VecEnv:
+    """``num_envs`` copies of a gymnax env stepped together, with optional normalisation.
+
+    Static (hashable by identity): it holds the gymnax env and Python settings only;
+    everything that changes lives in :class:`VecEnvState`.
+    """
+
+    env: Any
+    env_params: Any
+    num_envs: int
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    obs_clip: float = 10.0
+    reward_clip: float = 10.0
+
+    # Read eagerly, outside any trace: some envs compute their Box bounds with jnp ops
+    # on env_params, which inside a scan would be tracers rather than constants.
+    action_spec: ActionSpec = dataclasses.field(init=False)
+    obs_shape: tuple[int, ...] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action_spec", action_spec(self.env, self.env_params))
+        object.__setattr__(self, "obs_shape", observation_shape(self.env, self.env_params))
+
+    def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
+        """Reset all envs. Returns ``(obs [N, *obs_shape] float32, state)``."""
+        keys = jax.random.split(key, self.num_envs)
+        raw_obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
+        raw_obs = raw_obs.astype(jnp.float32)
+        obs_stats = RunningMeanStd.create(raw_obs.shape[1:])
+        if self.normalize_obs:
+            obs_stats = obs_stats.update(raw_obs)
+        zeros = jnp.zeros(self.num_envs, jnp.float32)
+        state = VecEnvState(
+            env_state=env_state,
+            episode_return=zeros,
+            episode_length=jnp.zeros(self.num_envs, jnp.int32),
+            obs_stats=obs_stats,
+            return_stats=RunningMeanStd.create(()),
+            discounted_return=zeros,
+        )
+        return self._observe(obs_stats, raw_obs), state
+
+    def step(
+        self, key: jax.Array, state: VecEnvState, action: jax.Array, gamma: jax.Array
+    ) -> tuple[EnvStep, VecEnvState]:
+        """Step all envs with ``action`` ``[N]`` (discrete) or ``[N, A]`` (continuous).
+
+        Continuous actions are clipped to the Box here; the caller keeps the unclipped
+        sample for its log-probability. ``gamma`` discounts the return whose running
+        std scales rewards (reward normalisation only).
+        """
+        spec = self.action_spec
+        env_action = action if spec.discrete else jnp.clip(action, spec.low, spec.high)
+        keys = jax.random.split(key, self.num_envs)
+        raw_obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, state.env_state, env_action, self.env_params)
+        chex.assert_shape([reward, terminated, truncated], (self.num_envs,))
+        raw_obs = raw_obs.astype(jnp.float32)
+        raw_final_obs = info["final_observation"].astype(jnp.float32)
+        reward = reward.astype(jnp.float32)
+        terminated = terminated.astype(bool)
+        truncated = truncated.astype(bool)
+        done = terminated | truncated
+
+        episode_return = state.episode_return + reward
+        episode_length = state.episode_length + 1
+
+        obs_stats = state.obs_stats.update(raw_obs) if self.normalize_obs else state.obs_stats
+        return_stats, discounted_return = state.return_stats, state.discounted_return
+        learn_reward = reward
+        if self.normalize_reward:
+            discounted_return = discounted_return * gamma + reward
+            return_stats = return_stats.update(discounted_return)
+            learn_reward = return_stats.scale(reward, self.reward_clip)
+            discounted_return = jnp.where(done, 0.0, discounted_return)
+
+        transition = EnvStep(
+            obs=self._observe(obs_stats, raw_obs),
+            final_obs=self._observe(obs_stats, raw_final_obs),
+            reward=learn_reward,
+            terminated=terminated,
+            truncated=truncated,
+            episode_return=episode_return,
+            episode_length=episode_length,
+        )
+        new_state = VecEnvState(
+            env_state=env_state,
+            episode_return=jnp.where(done, 0.0, episode_return),
+            episode_length=jnp.where(done, 0, episode_length),
+            obs_stats=obs_stats,
+            return_stats=return_stats,
+            discounted_return=discounted_return,
+        )
+        return transition, new_state
+
+    def _observe(self, obs_stats: RunningMeanStd, raw_obs: jax.Array) -> jax.Array:
+        if self.normalize_obs:
+            return obs_stats.normalize(raw_obs, self.obs_clip)
+        return raw_obs

@@ -1,0 +1,161 @@
+"""make_train: one pure, jittable, vmappable function for a whole PPO run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax.training.train_state import TrainState
+
+from purejaxppo.config import PPOConfig, PPOHyperparams, as_config
+from purejaxppo.envs import VecEnv, VecEnvState, make_env
+from purejaxppo.gae import compute_gae
+from purejaxppo.losses import Batch
+from purejaxppo.networks import ActorCritic
+from purejaxppo.rollout import RunnerState, Transition, collect_rollout
+from purejaxppo.update import (
+    learning_rate_at,
+    make_optimizer,
+    set_optimizer_hyperparams,
+    update_policy,
+)
+
+
+class TrainOutput(NamedTuple):
+    """What ``train(rng)`` returns (every leaf gains a leading axis per ``vmap``).
+
+    ``train_state``: flax TrainState; ``apply_fn(params, obs) -> (pi, value)``.
+    ``metrics``: dict of ``(num_updates,)`` arrays, one entry per update.
+    ``env_state``: final env state, including the observation/reward normalisation
+    statistics that a trained policy must be evaluated with.
+    """
+
+    train_state: TrainState
+    metrics: dict[str, jax.Array]
+    env_state: VecEnvState
+
+
+def build_network(config: PPOConfig, vec_env: VecEnv) -> ActorCritic:
+    """The ActorCritic for this env's action space and observation shape."""
+    return ActorCritic(
+        action_dim=vec_env.action_spec.dim,
+        discrete=vec_env.action_spec.discrete,
+        obs_shape=vec_env.obs_shape,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        log_std_init=config.log_std_init,
+    )
+
+
+def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
+    """Episode statistics of one rollout ``[T, N]``: means over episodes that finished.
+
+    ``episode_return`` / ``episode_length`` are NaN when no episode finished.
+    """
+    done = traj.step.terminated | traj.step.truncated
+    episodes = done.sum()
+    denominator = jnp.maximum(episodes, 1)
+
+    def mean_over_finished(x: jax.Array) -> jax.Array:
+        total = jnp.sum(jnp.where(done, x, 0).astype(jnp.float32))
+        return jnp.where(episodes > 0, total / denominator, jnp.nan)
+
+    return {
+        "episode_return": mean_over_finished(traj.step.episode_return),
+        "episode_length": mean_over_finished(traj.step.episode_length),
+        "episodes": episodes.astype(jnp.int32),
+    }
+
+
+def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+    """``1 - Var(targets - predictions) / Var(targets)``; NaN when ``Var(targets) = 0``."""
+    target_var = jnp.var(targets)
+    return jnp.where(target_var > 0, 1.0 - jnp.var(targets - predictions) / target_var, jnp.nan)
+
+
+def make_train(
+    config: PPOConfig | Mapping[str, Any] | None = None,
+    env: Any = None,
+    env_params: Any = None,
+) -> Callable[..., TrainOutput]:
+    """Return ``train(rng, hyperparams=None) -> TrainOutput`` for ``config``.
+
+    ``config`` is a :class:`PPOConfig` or a dict (field names or PureJaxRL's UPPERCASE
+    keys). ``env`` / ``env_params``: any gymnax Environment, instead of ``env_name``.
+    Everything is validated here, before tracing. ``train`` is pure: jit it, vmap it
+    over keys (seeds) and, optionally, over a batched :class:`PPOHyperparams`
+    (a sweep, with no retrace per value).
+    """
+    config = PPOConfig() if config is None else as_config(config)
+    env, env_params = make_env(config.env_name, env, env_params)
+    vec_env = VecEnv(
+        env=env,
+        env_params=env_params,
+        num_envs=config.num_envs,
+        normalize_obs=config.normalize_obs,
+        normalize_reward=config.normalize_reward,
+        obs_clip=config.obs_clip,
+        reward_clip=config.reward_clip,
+    )
+    network = build_network(config, vec_env)
+    obs_shape = vec_env.obs_shape
+    batch_size = config.batch_size
+
+    def update_step(
+        hyperparams: PPOHyperparams, runner: RunnerState, update_index: jax.Array
+    ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        learning_rate = learning_rate_at(config, hyperparams.lr, update_index)
+        runner = runner._replace(
+            train_state=set_optimizer_hyperparams(runner.train_state, learning_rate)
+        )
+        runner, traj = collect_rollout(vec_env, config.num_steps, hyperparams.gamma, runner)
+
+        params = runner.train_state.params
+        next_values = network.apply(params, traj.step.final_obs, method=network.value)
+        advantages, targets = compute_gae(
+            rewards=traj.step.reward,
+            values=traj.value,
+            next_values=next_values,
+            terminations=traj.step.terminated,
+            dones=traj.step.terminated | traj.step.truncated,
+            gamma=hyperparams.gamma,
+            gae_lambda=hyperparams.gae_lambda,
+        )
+        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
+        batch = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), batch)
+
+        rng, update_key = jax.random.split(runner.rng)
+        train_state, losses = update_policy(
+            config, hyperparams, runner.train_state, batch, update_key
+        )
+        metrics = {
+            **rollout_metrics(traj),
+            "env_steps": ((update_index + 1) * batch_size).astype(jnp.int32),
+            "learning_rate": learning_rate,
+            **losses._asdict(),
+            "explained_variance": explained_variance(traj.value, targets),
+        }
+        return runner._replace(train_state=train_state, rng=rng), metrics
+
+    def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
+        """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""
+        if hyperparams is None:
+            hyperparams = config.hyperparams()
+        rng, init_key, reset_key = jax.random.split(rng, 3)
+        params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=make_optimizer())
+        train_state = set_optimizer_hyperparams(
+            train_state, hyperparams.lr, hyperparams.max_grad_norm
+        )
+        obs, env_state = vec_env.reset(reset_key)
+        runner = RunnerState(train_state, env_state, obs, rng)
+        runner, metrics = jax.lax.scan(
+            lambda r, k: update_step(hyperparams, r, k),
+            runner,
+            jnp.arange(config.num_updates),
+        )
+        return TrainOutput(runner.train_state, metrics, runner.env_state)
+
+    return train
