@@ -1,0 +1,54 @@
+"""Shared test set-up.
+
+XLA's multi-threaded Eigen pool on CPU can wedge intermittently when executing vmapped
+programs (the process idles forever in block_until_ready); single-threaded Eigen avoids
+it at no measurable cost here. It must be set before jax creates its CPU backend.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment, spaces
+
+
+@struct.dataclass
+class FixedHorizonParams(environment.EnvParams):
+    max_steps_in_episode: int = 5
+
+
+class ConstantRewardEnv(environment.Environment):
+    """Never terminates; truncates every ``max_steps_in_episode`` steps; reward 1 always.
+
+    The observation is constant, so a correct critic must learn the infinite-horizon
+    value ``1 / (1 - gamma)``; a critic that treats the time limit as terminal learns
+    a finite-horizon average instead.
+    """
+
+    @property
+    def default_params(self) -> FixedHorizonParams:
+        return FixedHorizonParams()
+
+    def step_env(self, key, state, action, params):
+        state = environment.EnvState(time=state.time + 1)
+        return jnp.zeros(1), state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def reset_env(self, key, params):
+        return jnp.zeros(1), environment.EnvState(time=0)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (1,))
+
+
+def tree_equal(a, b) -> bool:
+    """Bit-for-bit equality of two pytrees (NaN equals NaN)."""
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(leaves_a) == len(leaves_b) and all(
+        bool(jnp.array_equal(x, y, equal_nan=True)) for x, y in zip(leaves_a, leaves_b, strict=True)
+    )

@@ -1,0 +1,120 @@
+"""The batched env layer: every gymnax env, action clipping, normalisation statistics."""
+
+import gymnax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purejaxppo import PPOConfig, RunningMeanStd, VecEnv, make_env, make_train, offline_env_names
+
+
+def test_offline_names_cover_registry_except_mnist():
+    assert set(offline_env_names()) == set(gymnax.registered_envs) - {"MNISTBandit-bsuite"}
+
+
+@pytest.mark.parametrize("env_name", offline_env_names())
+def test_every_offline_env_trains_by_name(env_name):
+    """Two tiny updates on each env: any obs shape/dtype, Discrete or Box actions."""
+    config = PPOConfig(
+        env_name=env_name,
+        num_envs=2,
+        num_steps=8,
+        num_minibatches=2,
+        update_epochs=1,
+        total_timesteps=32,
+        hidden_sizes=(16,),
+    )
+    out = jax.jit(make_train(config))(jax.random.key(0))
+    assert out.metrics["total_loss"].shape == (2,)
+    assert np.all(np.isfinite(out.metrics["total_loss"]))
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(out.train_state.params))
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(3.0, 2.0, size=(n, 3)).astype(np.float32) for n in (5, 17, 1, 40)]
+    stats = RunningMeanStd.create((3,))
+    for chunk in chunks:
+        stats = stats.update(jnp.asarray(chunk))
+    everything = np.concatenate(chunks)
+    # The prior (mean 0, var 1, count 1e-4) shifts the result by O(1e-4 / 63).
+    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats.count, len(everything) + 1e-4, rtol=1e-6)
+
+
+def _vec_env(name, num_envs=3, **kwargs):
+    env, params = make_env(name)
+    return VecEnv(env=env, env_params=params, num_envs=num_envs, **kwargs)
+
+
+def test_continuous_actions_are_clipped_to_the_box():
+    vec = _vec_env("Pendulum-v1")
+    _obs, state = vec.reset(jax.random.key(0))
+    key = jax.random.key(1)
+    huge, _ = vec.step(key, state, jnp.full((3, 1), 100.0), 0.99)
+    at_bound, _ = vec.step(key, state, jnp.full((3, 1), 2.0), 0.99)
+    inside, _ = vec.step(key, state, jnp.full((3, 1), 1.0), 0.99)
+    np.testing.assert_array_equal(huge.obs, at_bound.obs)
+    np.testing.assert_array_equal(huge.reward, at_bound.reward)
+    assert not np.array_equal(inside.obs, at_bound.obs)
+
+
+def test_integer_observations_become_float():
+    vec = _vec_env("FourRooms-misc")
+    obs, state = vec.reset(jax.random.key(0))
+    assert obs.dtype == jnp.float32 and obs.shape == (3, 4)
+    step, _ = vec.step(jax.random.key(1), state, jnp.zeros(3, jnp.int32), 0.99)
+    assert step.obs.dtype == jnp.float32 and step.final_obs.dtype == jnp.float32
+
+
+def test_final_obs_differs_from_obs_only_where_done():
+    vec = _vec_env("CartPole-v1", num_envs=8)
+    _obs, state = vec.reset(jax.random.key(0))
+    step_fn = jax.jit(vec.step)
+    saw_done = False
+    for i in range(60):
+        step, state = step_fn(jax.random.key(i), state, jnp.zeros(8, jnp.int32), 0.99)
+        done = np.asarray(step.terminated | step.truncated)
+        same = np.all(np.asarray(step.obs) == np.asarray(step.final_obs), axis=1)
+        np.testing.assert_array_equal(same[~done], True)
+        saw_done |= bool(done.any())
+        if done.any():
+            assert not same[done].any()
+    assert saw_done  # always pushing left ends CartPole episodes within 60 steps
+
+
+def test_observation_normalisation_uses_running_statistics():
+    vec = _vec_env("CartPole-v1", num_envs=16, normalize_obs=True)
+    raw = _vec_env("CartPole-v1", num_envs=16)
+    key = jax.random.key(0)
+    obs, state = vec.reset(key)
+    raw_obs, _ = raw.reset(key)
+    expected = (raw_obs - state.obs_stats.mean) / jnp.sqrt(state.obs_stats.var + 1e-8)
+    np.testing.assert_allclose(obs, jnp.clip(expected, -10, 10), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(state.obs_stats.mean, raw_obs.mean(0), rtol=1e-3, atol=1e-6)
+
+
+def test_reward_normalisation_scales_by_discounted_return_std():
+    """Reference loop: G <- gamma G + r; update stats with G; reward / sqrt(var(G))."""
+    gamma = 0.9
+    vec = _vec_env("Pendulum-v1", num_envs=4, normalize_reward=True)
+    raw = _vec_env("Pendulum-v1", num_envs=4)
+    _, state = vec.reset(jax.random.key(0))
+    _, raw_state = raw.reset(jax.random.key(0))
+    returns = np.zeros(4)
+    history = []
+    for i in range(5):
+        action = jnp.full((4, 1), 0.5)
+        step, state = vec.step(jax.random.key(i), state, action, gamma)
+        raw_step, raw_state = raw.step(jax.random.key(i), raw_state, action, gamma)
+        returns = gamma * returns + np.asarray(raw_step.reward, np.float64)
+        history.append(returns.copy())
+        seen = np.concatenate(history)
+        # Variance of the prior (mean 0, var 1, weight 1e-4) pooled with every G seen.
+        prior = 1e-4
+        mean = seen.sum() / (prior + seen.size)
+        var = (prior * (1.0 + mean**2) + np.sum((seen - mean) ** 2)) / (prior + seen.size)
+        np.testing.assert_allclose(step.reward, raw_step.reward / np.sqrt(var + 1e-8), rtol=2e-3)
+        np.testing.assert_array_equal(step.episode_return, raw_step.episode_return)

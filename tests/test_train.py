@@ -1,0 +1,146 @@
+"""make_train: shapes, one trace, determinism, vmap over seeds and hyperparameters."""
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import ConstantRewardEnv, tree_equal
+
+from purejaxppo import PPOConfig, TrainOutput, make_train
+
+TINY = PPOConfig(
+    num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_timesteps=4 * 16 * 3
+)
+METRIC_KEYS = {
+    "episode_return",
+    "episode_length",
+    "episodes",
+    "env_steps",
+    "learning_rate",
+    "total_loss",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_train():
+    return jax.jit(make_train(TINY))
+
+
+@pytest.fixture(scope="module")
+def tiny_out(tiny_train):
+    return tiny_train(jax.random.key(0))
+
+
+def test_output_structure_and_shapes(tiny_out):
+    assert isinstance(tiny_out, TrainOutput)
+    assert set(tiny_out.metrics) == METRIC_KEYS
+    for name, value in tiny_out.metrics.items():
+        assert value.shape == (TINY.num_updates,), name
+    np.testing.assert_array_equal(tiny_out.metrics["env_steps"], [64, 128, 192])
+    assert tiny_out.metrics["env_steps"].dtype == jnp.int32
+
+
+def test_apply_fn_gives_distribution_and_value(tiny_out):
+    ts = tiny_out.train_state
+    obs = jnp.zeros((7, 4))
+    pi, value = ts.apply_fn(ts.params, obs)
+    assert isinstance(pi, distrax.Categorical)
+    assert pi.logits.shape == (7, 2) and value.shape == (7,)
+    # A single unbatched observation works too.
+    pi_one, value_one = ts.apply_fn(ts.params, obs[0])
+    assert pi_one.logits.shape == (2,) and value_one.shape == ()
+
+
+def test_learning_rate_anneals_linearly(tiny_out):
+    n = TINY.num_updates
+    expected = TINY.lr * (1 - np.arange(n) / n)
+    np.testing.assert_allclose(tiny_out.metrics["learning_rate"], expected, rtol=1e-6)
+    assert tiny_out.train_state.step == n * TINY.update_epochs * TINY.num_minibatches
+
+
+def test_traces_once_and_is_deterministic(tiny_train, tiny_out):
+    again = tiny_train(jax.random.key(0))
+    other = tiny_train(jax.random.key(1))
+    assert tiny_train._cache_size() == 1
+    assert tree_equal(again, tiny_out)
+    assert not tree_equal(other.train_state.params, tiny_out.train_state.params)
+
+
+def test_whole_run_is_one_program():
+    """The jaxpr of train is one top-level scan over updates (no Python loop unrolled)."""
+    jaxpr = jax.make_jaxpr(make_train(TINY))(jax.random.key(0))
+    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(scans) == 1 and scans[0].params["length"] == TINY.num_updates
+
+
+def test_legacy_prng_key(tiny_out):
+    out = jax.jit(make_train(TINY))(jax.random.PRNGKey(0))
+    assert set(out.metrics) == METRIC_KEYS
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(out.train_state.params))
+
+
+def test_vmap_over_seeds_equals_separate_runs(tiny_train):
+    keys = jax.random.split(jax.random.key(42), 3)
+    batched = jax.jit(jax.vmap(make_train(TINY)))(keys)
+    for leaf in jax.tree.leaves(batched):
+        assert leaf.shape[0] == 3
+    for i in range(3):
+        single = tiny_train(keys[i])
+        jax.tree.map(
+            lambda b, s, i=i: np.testing.assert_allclose(b[i], s, rtol=1e-4, atol=1e-5),
+            (batched.train_state.params, batched.metrics),
+            (single.train_state.params, single.metrics),
+        )
+
+
+def test_vmap_over_hyperparameters_is_a_sweep():
+    """A batch of PPOHyperparams trains one agent per value, matching a run with that config."""
+    lrs = (1e-3, 3e-3)
+    base = TINY.replace(env_name="CartPole-v1")
+    batched_hp = jax.tree.map(
+        lambda *xs: jnp.stack(xs), *[base.replace(lr=lr).hyperparams() for lr in lrs]
+    )
+    train = make_train(base)
+    sweep = jax.jit(jax.vmap(train, in_axes=(None, 0)))(jax.random.key(3), batched_hp)
+    for i, lr in enumerate(lrs):
+        single = jax.jit(make_train(base.replace(lr=lr)))(jax.random.key(3))
+        np.testing.assert_allclose(
+            sweep.metrics["learning_rate"][i], single.metrics["learning_rate"], rtol=1e-6
+        )
+        jax.tree.map(
+            lambda b, s, i=i: np.testing.assert_allclose(b[i], s, rtol=1e-4, atol=1e-5),
+            sweep.train_state.params,
+            single.train_state.params,
+        )
+
+
+def test_custom_env_episode_statistics():
+    """Episodes of exactly 5 steps with reward 1: every finished episode returns 5."""
+    config = PPOConfig(
+        num_envs=3, num_steps=10, num_minibatches=2, update_epochs=1, total_timesteps=3 * 10 * 2
+    )
+    out = jax.jit(make_train(config, env=ConstantRewardEnv()))(jax.random.key(0))
+    np.testing.assert_array_equal(out.metrics["episode_return"], [5.0, 5.0])
+    np.testing.assert_array_equal(out.metrics["episode_length"], [5.0, 5.0])
+    np.testing.assert_array_equal(out.metrics["episodes"], [6, 6])
+
+
+def test_episode_return_is_nan_when_no_episode_finishes():
+    config = PPOConfig(
+        num_envs=2, num_steps=4, num_minibatches=1, update_epochs=1, total_timesteps=2 * 4 * 3
+    )
+    env = ConstantRewardEnv()
+    out = jax.jit(
+        make_train(config, env=env, env_params=env.default_params.replace(max_steps_in_episode=6))
+    )(jax.random.key(0))
+    # Episodes end at steps 6 and 12: none in update 0 (steps 1-4), both envs in 1 and 2.
+    np.testing.assert_array_equal(out.metrics["episodes"], [0, 2, 2])
+    assert np.isnan(out.metrics["episode_return"][0])
+    np.testing.assert_array_equal(out.metrics["episode_return"][1:], [6.0, 6.0])
