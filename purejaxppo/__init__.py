@@ -11,14 +11,18 @@ from purejaxppo.envs import RunningMeanStd, VecEnv, VecEnvState, make_env, offli
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import (
     Batch,
+    LossCoefficients,
     LossInfo,
     approx_kl,
     clip_fraction,
+    clipped_surrogate,
     clipped_surrogate_loss,
+    policy_loss,
     ppo_loss,
+    ppo_objective_with_diagnostics,
     value_loss,
 )
-from purejaxppo.networks import ActorCritic
+from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
 from purejaxppo.train import TrainOutput, make_train
 
 __version__ = "0.1.0"
@@ -26,9 +30,11 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorCritic",
     "Batch",
+    "LossCoefficients",
     "LossInfo",
     "PPOConfig",
     "PPOHyperparams",
+    "PolicyParams",
     "RunningMeanStd",
     "TrainOutput",
     "VecEnv",
@@ -36,11 +42,15 @@ __all__ = [
     "__version__",
     "approx_kl",
     "clip_fraction",
+    "clipped_surrogate",
     "clipped_surrogate_loss",
     "compute_gae",
+    "make_distribution",
     "make_env",
     "make_train",
     "offline_env_names",
+    "policy_loss",
     "ppo_loss",
+    "ppo_objective_with_diagnostics",
     "value_loss",
 ]

@@ -6,13 +6,8 @@ python -m purejaxppo [--env CartPole-v1] [--seeds 4] [--total-timesteps 500000]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-
-# XLA's multi-threaded Eigen pool on CPU can wedge intermittently on vmapped programs;
-# single-threaded Eigen avoids it at no measurable cost. Must precede importing jax.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

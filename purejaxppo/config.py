@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
+POLICY_OBJECTIVES = ("clip", "kl_penalty", "kl_fixed", "unclipped")
 
 # PureJaxRL keys that do not map one-to-one onto a field (after lower-casing).
 _PUREJAXRL_ALIASES: dict[str, tuple[str, ...]] = {
@@ -39,6 +40,8 @@ class PPOHyperparams(NamedTuple):
     ent_coef: Any
     vf_coef: Any
     max_grad_norm: Any
+    kl_target: Any
+    kl_beta_init: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,11 @@ class PPOConfig:
     obs_clip: float = 10.0
     reward_clip: float = 10.0
     log_std_init: float = 0.0
+    policy_objective: str = "clip"
+    kl_target: float = 0.01
+    kl_beta_init: float = 1.0
+    clip_eps_final: float | None = None
+    target_kl: float | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -105,6 +113,17 @@ class PPOConfig:
         _check_range("obs_clip", self.obs_clip, low=0.0, low_open=True)
         _check_range("reward_clip", self.reward_clip, low=0.0, low_open=True)
         _check_range("log_std_init", self.log_std_init)
+        _check_range("kl_target", self.kl_target, low=0.0, low_open=True)
+        _check_range("kl_beta_init", self.kl_beta_init, low=0.0)
+        if self.clip_eps_final is not None:
+            _check_range("clip_eps_final", self.clip_eps_final, low=0.0, low_open=True)
+        if self.target_kl is not None:
+            _check_range("target_kl", self.target_kl, low=0.0, low_open=True)
+        if self.policy_objective not in POLICY_OBJECTIVES:
+            raise ValueError(
+                f"policy_objective must be one of {POLICY_OBJECTIVES}, "
+                f"got {self.policy_objective!r}"
+            )
 
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")

@@ -1,6 +1,7 @@
 """PPO losses and diagnostics: small pure functions over a minibatch ``[B]``.
 
-Sign convention: every function returns a loss to *minimise*.
+Sign convention: functions named ``*_loss`` return a loss to *minimise*;
+:func:`clipped_surrogate` is the per-sample objective L^CLIP, to maximise.
 """
 
 from __future__ import annotations
@@ -12,33 +13,52 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from purejaxppo.config import PPOHyperparams
+from purejaxppo.config import POLICY_OBJECTIVES
+from purejaxppo.networks import PolicyParams, make_distribution
 
 
 class Batch(NamedTuple):
     """Training data, every leaf with leading axis ``[B]`` (or ``[T, N]`` before flattening).
 
-    ``log_prob`` and ``value`` are from the policy that collected the data;
-    ``advantage`` and ``target`` come from :func:`purejaxppo.compute_gae`.
+    ``policy_params``, ``log_prob`` and ``value`` are from the policy that collected the
+    data; ``advantage`` and ``target`` come from :func:`purejaxppo.compute_gae`.
     """
 
     obs: jax.Array
     action: jax.Array
+    policy_params: PolicyParams
     log_prob: jax.Array
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
 
 
+class LossCoefficients(NamedTuple):
+    """The coefficients one update's loss uses (after any annealing or adaptation)."""
+
+    clip_eps: jax.Array
+    vf_coef: jax.Array
+    ent_coef: jax.Array
+    kl_beta: jax.Array
+
+
 class LossInfo(NamedTuple):
-    """Scalars describing one gradient step (averaged over an update in the metrics)."""
+    """Scalars describing one gradient step, computed before the step is applied.
+
+    ``kl`` is the exact KL(pi_old || pi) of the distributions, ``approx_kl`` the
+    sample estimator ``E[(r - 1) - log r]``; ``ratio_*`` describe ``r = pi / pi_old``.
+    """
 
     total_loss: jax.Array
     policy_loss: jax.Array
     value_loss: jax.Array
     entropy: jax.Array
     approx_kl: jax.Array
+    kl: jax.Array
     clip_fraction: jax.Array
+    ratio_mean: jax.Array
+    ratio_std: jax.Array
+    ratio_max: jax.Array
 
 
 def normalize_advantages(advantages: jax.Array, eps: float = 1e-8) -> jax.Array:
@@ -46,15 +66,47 @@ def normalize_advantages(advantages: jax.Array, eps: float = 1e-8) -> jax.Array:
     return (advantages - advantages.mean()) / (advantages.std() + eps)
 
 
+def clipped_surrogate(
+    ratio: jax.Array, advantages: jax.Array, clip_eps: float | jax.Array
+) -> jax.Array:
+    """Per-sample L^CLIP = ``min(r A, clip(r, 1 - eps, 1 + eps) A)`` (to maximise); ``[B]``.
+
+    Never above the unclipped L^CPI = ``r A``: a pessimistic bound on it.
+    """
+    chex.assert_equal_shape([ratio, advantages])
+    clipped_ratio = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return jnp.minimum(ratio * advantages, clipped_ratio * advantages)
+
+
 def clipped_surrogate_loss(
     log_ratio: jax.Array, advantages: jax.Array, clip_eps: float | jax.Array
 ) -> jax.Array:
     """``-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]`` with ``r = exp(log_ratio)``; ``[B] -> []``."""
-    chex.assert_equal_shape([log_ratio, advantages])
-    ratio = jnp.exp(log_ratio)
-    unclipped = ratio * advantages
-    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    return -jnp.mean(jnp.minimum(unclipped, clipped))
+    return -jnp.mean(clipped_surrogate(jnp.exp(log_ratio), advantages, clip_eps))
+
+
+def policy_loss(
+    objective: str,
+    log_ratio: jax.Array,
+    advantages: jax.Array,
+    kl: jax.Array,
+    clip_eps: float | jax.Array,
+    kl_beta: float | jax.Array,
+) -> jax.Array:
+    """The policy objective to minimise, ``[B] -> []`` (``kl`` is per sample, ``[B]``)::
+
+    clip:                 -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]
+    kl_penalty, kl_fixed: -E[r A - beta KL(pi_old || pi)]
+    unclipped:            -E[r A]
+    """
+    if objective == "clip":
+        return clipped_surrogate_loss(log_ratio, advantages, clip_eps)
+    surrogate = jnp.exp(log_ratio) * advantages
+    if objective in ("kl_penalty", "kl_fixed"):
+        return -jnp.mean(surrogate - kl_beta * kl)
+    if objective == "unclipped":
+        return -jnp.mean(surrogate)
+    raise ValueError(f"policy_objective must be one of {POLICY_OBJECTIVES}, got {objective!r}")
 
 
 def value_loss(
@@ -86,33 +138,71 @@ def clip_fraction(log_ratio: jax.Array, clip_eps: float | jax.Array) -> jax.Arra
     return jnp.mean((jnp.abs(jnp.exp(log_ratio) - 1.0) > clip_eps).astype(jnp.float32))
 
 
+def ppo_objective_with_diagnostics(
+    old_log_probs: jax.Array,
+    new_log_probs: jax.Array,
+    advantages: jax.Array,
+    epsilon: float | jax.Array = 0.2,
+) -> dict[str, jax.Array]:
+    """The PPO clipped loss and what it says about an update, from log-probabilities ``[B]``.
+
+    Returns ``loss`` (``-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]``, to minimise),
+    ``clip_fraction``, ``approx_kl`` (``E[(r - 1) - log r]``), ``ratio_mean`` and
+    ``ratio_std``, where ``r = exp(new_log_probs - old_log_probs)``.
+    """
+    log_ratio = new_log_probs - old_log_probs
+    ratio = jnp.exp(log_ratio)
+    return {
+        "loss": clipped_surrogate_loss(log_ratio, advantages, epsilon),
+        "clip_fraction": clip_fraction(log_ratio, epsilon),
+        "approx_kl": approx_kl(log_ratio),
+        "ratio_mean": jnp.mean(ratio),
+        "ratio_std": jnp.std(ratio),
+    }
+
+
 def ppo_loss(
     params: Any,
     apply_fn: Callable[..., Any],
     batch: Batch,
-    hyperparams: PPOHyperparams,
+    coefficients: LossCoefficients,
+    objective: str = "clip",
     normalize_advantages_: bool = True,
     clip_value_loss: bool = True,
 ) -> tuple[jax.Array, LossInfo]:
-    """``L = L_clip + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch ``[B]``."""
-    pi, values = apply_fn(params, batch.obs)
+    """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch ``[B]``.
+
+    ``apply_fn(params, obs, method="policy_params_and_value")`` must give the new
+    policy's :class:`PolicyParams` and values (as :class:`ActorCritic` does).
+    """
+    new_policy, values = apply_fn(params, batch.obs, method="policy_params_and_value")
+    pi = make_distribution(new_policy)
+    old_pi = make_distribution(batch.policy_params)
     log_ratio = pi.log_prob(batch.action) - batch.log_prob
+    kl = old_pi.kl_divergence(pi)
     advantages = batch.advantage
     if normalize_advantages_:
         advantages = normalize_advantages(advantages)
 
-    policy_loss = clipped_surrogate_loss(log_ratio, advantages, hyperparams.clip_eps)
+    actor_loss = policy_loss(
+        objective, log_ratio, advantages, kl, coefficients.clip_eps, coefficients.kl_beta
+    )
     critic_loss = value_loss(
-        values, batch.value, batch.target, hyperparams.clip_eps, clip=clip_value_loss
+        values, batch.value, batch.target, coefficients.clip_eps, clip=clip_value_loss
     )
     entropy = jnp.mean(pi.entropy())
-    total = policy_loss + hyperparams.vf_coef * critic_loss - hyperparams.ent_coef * entropy
+    total = actor_loss + coefficients.vf_coef * critic_loss - coefficients.ent_coef * entropy
     log_ratio = jax.lax.stop_gradient(log_ratio)
+    ratio = jnp.exp(log_ratio)
     return total, LossInfo(
         total_loss=total,
-        policy_loss=policy_loss,
+        policy_loss=actor_loss,
         value_loss=critic_loss,
         entropy=entropy,
         approx_kl=approx_kl(log_ratio),
-        clip_fraction=clip_fraction(log_ratio, hyperparams.clip_eps),
+        kl=jnp.mean(jax.lax.stop_gradient(kl)),
+        clip_fraction=clip_fraction(log_ratio, coefficients.clip_eps),
+        ratio_mean=jnp.mean(ratio),
+        ratio_std=jnp.std(ratio),
+        ratio_max=jnp.max(ratio),
     )

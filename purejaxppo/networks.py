@@ -10,6 +10,7 @@ value head, zero biases.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -38,6 +39,66 @@ def flatten_observation(obs: jax.Array, obs_shape: Sequence[int]) -> jax.Array:
     return obs.reshape(*batch_shape, int(np.prod(obs_shape, dtype=int))).astype(jnp.float32)
 
 
+class PolicyParams(NamedTuple):
+    """The parameters of pi(. | s), shape ``[*batch, A]``.
+
+    A Categorical has ``log_std = None``; a diagonal Gaussian stores its mean in
+    ``logits_or_mean`` and its per-sample log standard deviation in ``log_std``.
+    Stored with a rollout, they rebuild the collecting policy exactly (for the analytic
+    KL between old and new policies).
+    """
+
+    logits_or_mean: jax.Array
+    log_std: jax.Array | None = None
+
+
+def make_distribution(params: PolicyParams) -> distrax.Distribution:
+    """Categorical(logits) when ``log_std is None``, else diagonal Gaussian(mean, exp(log_std))."""
+    if params.log_std is None:
+        return distrax.Categorical(logits=params.logits_or_mean)
+    return distrax.MultivariateNormalDiag(
+        loc=params.logits_or_mean, scale_diag=jnp.exp(params.log_std)
+    )
+
+
+def _orthonormal_columns(matrix: jax.Array) -> jax.Array:
+    """Q of the QR decomposition of ``matrix`` ``[m, n]`` (m >= n) with ``diag(R) > 0``.
+
+    Householder reflections written in jnp: ``jnp.linalg.qr`` would call LAPACK, whose
+    batched CPU kernel (under ``vmap`` over seeds) splits work onto XLA's intra-op pool and
+    blocks on it; two such QRs at once can occupy every pool thread and deadlock (seen on
+    2 cores). Same result as QR followed by flax's sign correction.
+    """
+    m, n = matrix.shape
+    rows = jnp.arange(m)
+
+    def reflect(k: jax.Array, state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        r, q = state
+        x = jnp.where(rows >= k, r[:, k], 0.0)
+        alpha = -jnp.where(x[k] >= 0, 1.0, -1.0) * jnp.sqrt(jnp.sum(x * x))
+        v = x - alpha * (rows == k)
+        v = v / jnp.maximum(jnp.sqrt(jnp.sum(v * v)), jnp.finfo(matrix.dtype).tiny)
+        return r - 2.0 * jnp.outer(v, v @ r), q - 2.0 * jnp.outer(q @ v, v)
+
+    r, q = jax.lax.fori_loop(0, n, reflect, (matrix, jnp.eye(m, dtype=matrix.dtype)))
+    return q[:, :n] * jnp.where(jnp.diagonal(r)[:n] < 0, -1.0, 1.0)
+
+
+def orthogonal_init(scale: float) -> Callable[..., jax.Array]:
+    """Orthogonal initialiser (Saxe et al. 2014) for a ``[fan_in, fan_out]`` kernel, times
+    ``scale``; the same distribution (and, for a given key, the same matrix) as
+    ``flax.linen.initializers.orthogonal``, without LAPACK."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        fan_in, fan_out = int(np.prod(shape[:-1])), shape[-1]
+        tall = (max(fan_in, fan_out), min(fan_in, fan_out))
+        q = _orthonormal_columns(jax.random.normal(key, tall, dtype))
+        q = q.T if fan_in < fan_out else q
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 class MLP(nn.Module):
     """Hidden layers with ``activation`` then a linear output of ``out_dim`` units."""
 
@@ -50,9 +111,9 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATION_FNS[self.activation]
         for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2)))(x)
+            x = nn.Dense(size, kernel_init=orthogonal_init(np.sqrt(2)))(x)
             x = act(x)
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_gain))(x)
+        return nn.Dense(self.out_dim, kernel_init=orthogonal_init(self.out_gain))(x)
 
 
 class ActorCritic(nn.Module):
@@ -80,13 +141,20 @@ class ActorCritic(nn.Module):
     def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
         return self.policy(obs), self.value(obs)
 
-    def policy(self, obs: jax.Array) -> distrax.Distribution:
-        """pi(. | obs): Categorical(logits) or diagonal Gaussian(mean, exp(log_std))."""
+    def policy_params(self, obs: jax.Array) -> PolicyParams:
+        """Logits (discrete) or mean and broadcast log-std (continuous), ``[*batch, A]``."""
         out = self.actor(flatten_observation(obs, self.obs_shape))
         if self.discrete:
-            return distrax.Categorical(logits=out)
-        scale = jnp.broadcast_to(jnp.exp(self.log_std), out.shape)
-        return distrax.MultivariateNormalDiag(loc=out, scale_diag=scale)
+            return PolicyParams(out)
+        return PolicyParams(out, jnp.broadcast_to(self.log_std, out.shape))
+
+    def policy(self, obs: jax.Array) -> distrax.Distribution:
+        """pi(. | obs): Categorical(logits) or diagonal Gaussian(mean, exp(log_std))."""
+        return make_distribution(self.policy_params(obs))
+
+    def policy_params_and_value(self, obs: jax.Array) -> tuple[PolicyParams, jax.Array]:
+        """``(policy_params(obs), value(obs))`` in one call (what rollouts and losses use)."""
+        return self.policy_params(obs), self.value(obs)
 
     def value(self, obs: jax.Array) -> jax.Array:
         """V(obs), shape ``[*batch]``."""

@@ -8,6 +8,7 @@ import jax
 from flax.training.train_state import TrainState
 
 from purejaxppo.envs import EnvStep, VecEnv, VecEnvState
+from purejaxppo.networks import PolicyParams, make_distribution
 
 
 class RunnerState(NamedTuple):
@@ -17,17 +18,20 @@ class RunnerState(NamedTuple):
     env_state: VecEnvState
     obs: jax.Array  # [N, *obs_shape]: what the policy acts on next
     rng: jax.Array
+    kl_beta: jax.Array  # the KL-penalty coefficient (adapted per update by "kl_penalty")
 
 
 class Transition(NamedTuple):
     """One rollout step; stacked by the scan to ``[T, N, ...]``.
 
-    ``action`` is the unclipped sample and ``log_prob`` its log-probability under the
-    collecting policy; ``value`` is V(obs). ``step`` is what the env returned.
+    ``policy_params`` describe the collecting policy pi_old(. | obs); ``action`` is its
+    unclipped sample and ``log_prob`` the sample's log-probability; ``value`` is V(obs).
+    ``step`` is what the env returned.
     """
 
     obs: jax.Array
     action: jax.Array
+    policy_params: PolicyParams
     log_prob: jax.Array
     value: jax.Array
     step: EnvStep
@@ -41,10 +45,13 @@ def collect_rollout(
 
     def env_step(runner: RunnerState, _: None) -> tuple[RunnerState, Transition]:
         rng, action_key, step_key = jax.random.split(runner.rng, 3)
-        pi, value = train_state.apply_fn(train_state.params, runner.obs)
-        action, log_prob = pi.sample_and_log_prob(seed=action_key)
+        policy_params, value = train_state.apply_fn(
+            train_state.params, runner.obs, method="policy_params_and_value"
+        )
+        action, log_prob = make_distribution(policy_params).sample_and_log_prob(seed=action_key)
         step, env_state = vec_env.step(step_key, runner.env_state, action, gamma)
-        transition = Transition(runner.obs, action, log_prob, value, step)
-        return RunnerState(train_state, env_state, step.obs, rng), transition
+        transition = Transition(runner.obs, action, policy_params, log_prob, value, step)
+        runner = runner._replace(env_state=env_state, obs=step.obs, rng=rng)
+        return runner, transition
 
     return jax.lax.scan(env_step, runner, None, length=num_steps)

@@ -12,10 +12,12 @@ from flax.training.train_state import TrainState
 from purejaxppo.config import PPOConfig, PPOHyperparams, as_config
 from purejaxppo.envs import VecEnv, VecEnvState, make_env
 from purejaxppo.gae import compute_gae
-from purejaxppo.losses import Batch
-from purejaxppo.networks import ActorCritic
+from purejaxppo.losses import Batch, LossCoefficients
+from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
 from purejaxppo.rollout import RunnerState, Transition, collect_rollout
 from purejaxppo.update import (
+    adapt_kl_beta,
+    clip_eps_at,
     learning_rate_at,
     make_optimizer,
     set_optimizer_hyperparams,
@@ -67,6 +69,14 @@ def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
         "episode_length": mean_over_finished(traj.step.episode_length),
         "episodes": episodes.astype(jnp.int32),
     }
+
+
+def policy_kl(
+    network: ActorCritic, old_policy: PolicyParams, params: Any, obs: jax.Array
+) -> jax.Array:
+    """Mean exact KL(pi_old || pi_params) over ``obs`` ``[B, ...]`` (the paper's d)."""
+    new_policy = network.apply(params, obs, method=network.policy_params)
+    return jnp.mean(make_distribution(old_policy).kl_divergence(make_distribution(new_policy)))
 
 
 def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -123,21 +133,49 @@ def make_train(
             gamma=hyperparams.gamma,
             gae_lambda=hyperparams.gae_lambda,
         )
-        batch = Batch(traj.obs, traj.action, traj.log_prob, traj.value, advantages, targets)
+        batch = Batch(
+            traj.obs,
+            traj.action,
+            traj.policy_params,
+            traj.log_prob,
+            traj.value,
+            advantages,
+            targets,
+        )
         batch = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), batch)
 
-        rng, update_key = jax.random.split(runner.rng)
-        train_state, losses = update_policy(
-            config, hyperparams, runner.train_state, batch, update_key
+        coefficients = LossCoefficients(
+            clip_eps=clip_eps_at(config, hyperparams.clip_eps, update_index),
+            vf_coef=hyperparams.vf_coef,
+            ent_coef=hyperparams.ent_coef,
+            kl_beta=runner.kl_beta,
         )
+        rng, update_key = jax.random.split(runner.rng)
+        train_state, info = update_policy(
+            config, coefficients, runner.train_state, batch, update_key
+        )
+        kl = policy_kl(network, batch.policy_params, train_state.params, batch.obs)
+        kl_beta = runner.kl_beta
+        if config.policy_objective == "kl_penalty":
+            kl_beta = adapt_kl_beta(kl_beta, kl, hyperparams.kl_target)
+
+        losses = info.loss._asdict()
+        del losses["kl"]  # per-step values; "kl" below is the whole update's
         metrics = {
             **rollout_metrics(traj),
             "env_steps": ((update_index + 1) * batch_size).astype(jnp.int32),
             "learning_rate": learning_rate,
-            **losses._asdict(),
+            "clip_eps": coefficients.clip_eps,
+            **losses,
+            "kl": kl,
+            "grad_norm": info.grad_norm,
+            "minibatches_done": info.minibatches_done,
             "explained_variance": explained_variance(traj.value, targets),
         }
-        return runner._replace(train_state=train_state, rng=rng), metrics
+        if config.policy_objective in ("kl_penalty", "kl_fixed"):
+            metrics["kl_beta"] = runner.kl_beta
+        runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
+        return runner, metrics
 
     def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
         """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""
@@ -150,7 +188,7 @@ def make_train(
             train_state, hyperparams.lr, hyperparams.max_grad_norm
         )
         obs, env_state = vec_env.reset(reset_key)
-        runner = RunnerState(train_state, env_state, obs, rng)
+        runner = RunnerState(train_state, env_state, obs, rng, hyperparams.kl_beta_init)
         runner, metrics = jax.lax.scan(
             lambda r, k: update_step(hyperparams, r, k),
             runner,

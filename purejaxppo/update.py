@@ -8,6 +8,7 @@ in the optimiser state: they can be annealed, traced and vmapped over without re
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -15,8 +16,8 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from purejaxppo.config import PPOConfig, PPOHyperparams
-from purejaxppo.losses import Batch, LossInfo, ppo_loss
+from purejaxppo.config import PPOConfig
+from purejaxppo.losses import Batch, LossCoefficients, LossInfo, ppo_loss
 
 
 def _clipped_adam(learning_rate: float, max_grad_norm: float) -> optax.GradientTransformation:
@@ -51,24 +52,69 @@ def learning_rate_at(config: PPOConfig, base_lr: jax.Array, update_index: jax.Ar
     return base_lr * (1.0 - update_index / config.num_updates)
 
 
+def clip_eps_at(config: PPOConfig, base_clip_eps: jax.Array, update_index: jax.Array) -> jax.Array:
+    """Clip range for update ``k``: linear from ``clip_eps`` (k = 0) to ``clip_eps_final``
+    (the last update), or constant when ``clip_eps_final`` is None."""
+    if config.clip_eps_final is None:
+        return base_clip_eps
+    progress = update_index / max(config.num_updates - 1, 1)
+    return base_clip_eps + (config.clip_eps_final - base_clip_eps) * progress
+
+
+# Bounds on the adaptive KL coefficient. Unbounded halving underflows to exactly 0.0 in
+# float32 after ~150 updates with a tiny KL, and 0 * 2 == 0 could then never recover.
+KL_BETA_MIN = 1e-6
+KL_BETA_MAX = 1e6
+
+
+def adapt_kl_beta(kl_beta: jax.Array, kl: jax.Array, kl_target: jax.Array) -> jax.Array:
+    """The PPO paper's adaptive penalty: halve beta if ``kl < target / 1.5``, double it if
+    ``kl > target * 1.5``, else keep it; kept within ``[KL_BETA_MIN, KL_BETA_MAX]``."""
+    new_beta = jnp.where(
+        kl < kl_target / 1.5, kl_beta / 2.0, jnp.where(kl > kl_target * 1.5, kl_beta * 2.0, kl_beta)
+    )
+    return jnp.clip(new_beta, KL_BETA_MIN, KL_BETA_MAX)
+
+
+class StepInfo(NamedTuple):
+    """One minibatch step: loss diagnostics, gradient norm before clipping, and whether
+    the step was taken (False once ``target_kl`` stopped the update)."""
+
+    loss: LossInfo
+    grad_norm: jax.Array
+    taken: jax.Array
+
+
+class UpdateInfo(NamedTuple):
+    """A whole update's diagnostics: means over the steps taken (``ratio_max``: the max),
+    and how many minibatch steps were taken."""
+
+    loss: LossInfo
+    grad_norm: jax.Array
+    minibatches_done: jax.Array
+
+
 class _EpochCarry(NamedTuple):
     train_state: TrainState
     rng: jax.Array
+    stopped: jax.Array  # target_kl exceeded in an earlier epoch: skip the remaining steps
 
 
 def _minibatch_step(
-    config: PPOConfig, hyperparams: PPOHyperparams, train_state: TrainState, minibatch: Batch
-) -> tuple[TrainState, LossInfo]:
+    config: PPOConfig, coefficients: LossCoefficients, train_state: TrainState, minibatch: Batch
+) -> tuple[TrainState, StepInfo]:
     grad_fn = jax.grad(ppo_loss, has_aux=True)
     grads, info = grad_fn(
         train_state.params,
         train_state.apply_fn,
         minibatch,
-        hyperparams,
+        coefficients,
+        config.policy_objective,
         config.normalize_advantages,
         config.clip_value_loss,
     )
-    return train_state.apply_gradients(grads=grads), info
+    step = StepInfo(info, optax.tree.norm(grads), jnp.bool_(True))
+    return train_state.apply_gradients(grads=grads), step
 
 
 def shuffle_into_minibatches(rng: jax.Array, batch: Batch, num_minibatches: int) -> Batch:
@@ -81,29 +127,57 @@ def shuffle_into_minibatches(rng: jax.Array, batch: Batch, num_minibatches: int)
     )
 
 
+def _summarise(steps: StepInfo) -> UpdateInfo:
+    """Average ``steps`` (leaves ``[epochs, minibatches]``) over the steps taken."""
+    taken = steps.taken
+    count = jnp.maximum(taken.sum(), 1)
+    mean = lambda x: jnp.sum(jnp.where(taken, x, 0.0)) / count
+    loss = jax.tree.map(mean, steps.loss)
+    loss = loss._replace(ratio_max=jnp.max(jnp.where(taken, steps.loss.ratio_max, -jnp.inf)))
+    return UpdateInfo(loss, mean(steps.grad_norm), taken.sum().astype(jnp.int32))
+
+
 def update_policy(
     config: PPOConfig,
-    hyperparams: PPOHyperparams,
+    coefficients: LossCoefficients,
     train_state: TrainState,
     batch: Batch,
     rng: jax.Array,
-) -> tuple[TrainState, LossInfo]:
-    """Run ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``.
+) -> tuple[TrainState, UpdateInfo]:
+    """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``.
 
-    Returns the new train state and the loss diagnostics averaged over all steps.
+    With ``config.target_kl`` set, once an epoch's mean exact KL(pi_old || pi) exceeds it
+    the remaining steps of this update are skipped (masked with ``lax.cond``, so the
+    program keeps one shape).
     """
 
-    def epoch(carry: _EpochCarry, _: None) -> tuple[_EpochCarry, LossInfo]:
+    step = functools.partial(_minibatch_step, config, coefficients)
+
+    def take_or_skip(stopped: jax.Array, ts: TrainState, mb: Batch) -> tuple[TrainState, StepInfo]:
+        if config.target_kl is None:
+            return step(ts, mb)
+
+        def skip(ts: TrainState, mb: Batch) -> tuple[TrainState, StepInfo]:
+            shapes = jax.eval_shape(step, ts, mb)[1]
+            return ts, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+        return jax.lax.cond(stopped, skip, step, ts, mb)
+
+    def epoch(carry: _EpochCarry, _: None) -> tuple[_EpochCarry, StepInfo]:
         rng, shuffle_key = jax.random.split(carry.rng)
         minibatches = shuffle_into_minibatches(shuffle_key, batch, config.num_minibatches)
-        train_state, infos = jax.lax.scan(
-            lambda ts, mb: _minibatch_step(config, hyperparams, ts, mb),
-            carry.train_state,
-            minibatches,
+        train_state, steps = jax.lax.scan(
+            lambda ts, mb: take_or_skip(carry.stopped, ts, mb), carry.train_state, minibatches
         )
-        return _EpochCarry(train_state, rng), infos
+        stopped = carry.stopped
+        if config.target_kl is not None:
+            epoch_kl = jnp.sum(jnp.where(steps.taken, steps.loss.kl, 0.0)) / jnp.maximum(
+                steps.taken.sum(), 1
+            )
+            stopped = stopped | (epoch_kl > config.target_kl)
+        return _EpochCarry(train_state, rng, stopped), steps
 
-    carry, infos = jax.lax.scan(
-        epoch, _EpochCarry(train_state, rng), None, length=config.update_epochs
+    carry, steps = jax.lax.scan(
+        epoch, _EpochCarry(train_state, rng, jnp.bool_(False)), None, length=config.update_epochs
     )
-    return carry.train_state, jax.tree.map(jnp.mean, infos)
+    return carry.train_state, _summarise(steps)

@@ -1,13 +1,4 @@
-"""Shared test set-up.
-
-XLA's multi-threaded Eigen pool on CPU can wedge intermittently when executing vmapped
-programs (the process idles forever in block_until_ready); single-threaded Eigen avoids
-it at no measurable cost here. It must be set before jax creates its CPU backend.
-"""
-
-import os
-
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+"""Shared test helpers: a tiny custom gymnax env and bitwise pytree comparison."""
 
 import jax
 import jax.numpy as jnp

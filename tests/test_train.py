@@ -25,6 +25,13 @@ METRIC_KEYS = {
     "approx_kl",
     "clip_fraction",
     "explained_variance",
+    "clip_eps",
+    "kl",
+    "grad_norm",
+    "minibatches_done",
+    "ratio_mean",
+    "ratio_std",
+    "ratio_max",
 }
 
 
@@ -74,10 +81,21 @@ def test_traces_once_and_is_deterministic(tiny_train, tiny_out):
 
 
 def test_whole_run_is_one_program():
-    """The jaxpr of train is one top-level scan over updates (no Python loop unrolled)."""
+    """The jaxpr of train holds one scan over updates, with the rollout (num_steps) and the
+    epoch (update_epochs) scans inside it: no Python loop was unrolled."""
     jaxpr = jax.make_jaxpr(make_train(TINY))(jax.random.key(0))
-    scans = [e for e in jaxpr.eqns if e.primitive.name == "scan"]
-    assert len(scans) == 1 and scans[0].params["length"] == TINY.num_updates
+    updates = [
+        e
+        for e in jaxpr.eqns
+        if e.primitive.name == "scan" and e.params["length"] == TINY.num_updates
+    ]
+    assert len(updates) == 1
+    inner = [
+        e.params["length"]
+        for e in updates[0].params["jaxpr"].jaxpr.eqns
+        if e.primitive.name == "scan"
+    ]
+    assert TINY.num_steps in inner and TINY.update_epochs in inner
 
 
 def test_legacy_prng_key(tiny_out):

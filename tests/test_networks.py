@@ -1,0 +1,78 @@
+"""ActorCritic heads and initialisation."""
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purejaxppo import PPOConfig, make_train
+from purejaxppo.networks import ActorCritic, orthogonal_init
+
+# Linear-algebra primitives that lower to LAPACK custom calls on CPU.
+LAPACK_PRIMITIVES = {"qr", "geqrf", "householder_product", "eigh", "svd", "cholesky", "lu", "schur"}
+
+
+def primitive_names(jaxpr) -> set[str]:
+    """Every primitive in ``jaxpr`` and in the jaxprs nested in its equations."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    names |= primitive_names(sub)
+    return names
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (64, 1), (400, 16)])
+@pytest.mark.parametrize("gain", [np.sqrt(2), 0.01, 1.0])
+def test_orthogonal_init_equals_flax_qr_initialiser(shape, gain):
+    key = jax.random.key(7)
+    ours = orthogonal_init(gain)(key, shape)
+    flax_qr = nn.initializers.orthogonal(gain)(key, shape)
+    np.testing.assert_allclose(ours, flax_qr, atol=1e-5)
+    small = min(shape)
+    gram = ours.T @ ours if shape[0] >= shape[1] else ours @ ours.T
+    np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5 * max(gain**2, 1))
+
+
+def test_vmapped_training_program_has_no_lapack_call():
+    """Batched LAPACK kernels on CPU can deadlock XLA's intra-op pool (see networks.py)."""
+    tiny = PPOConfig(num_envs=2, num_steps=8, num_minibatches=2, total_timesteps=16)
+    jaxpr = jax.make_jaxpr(jax.vmap(make_train(tiny)))(jax.random.split(jax.random.key(0), 2))
+    names = primitive_names(jaxpr)
+    assert {"scan", "dot_general"} <= names  # the walk does reach the training loop
+    assert not names & LAPACK_PRIMITIVES
+    # The check can fail: flax's own orthogonal initialiser does call QR.
+    flax_init = jax.make_jaxpr(jax.vmap(lambda k: nn.initializers.orthogonal()(k, (4, 4))))
+    assert primitive_names(flax_init(jax.random.split(jax.random.key(0), 2))) & LAPACK_PRIMITIVES
+
+
+def test_heads_and_initial_scales():
+    obs = jnp.ones((3, 5))
+    for discrete, dist_type in [
+        (True, distrax.Categorical),
+        (False, distrax.MultivariateNormalDiag),
+    ]:
+        net = ActorCritic(action_dim=2, discrete=discrete, obs_shape=(5,), log_std_init=-0.5)
+        params = net.init(jax.random.key(0), obs)
+        pi, value = net.apply(params, obs)
+        assert isinstance(pi, dist_type) and value.shape == (3,)
+        if not discrete:
+            np.testing.assert_allclose(pi.stddev(), np.exp(-0.5), rtol=1e-6)
+        # Policy head gain 0.01: a near-uniform / near-zero-mean initial policy.
+        head = params["params"]["actor"]["Dense_2"]["kernel"]
+        np.testing.assert_allclose(jnp.linalg.norm(head, axis=0), 0.01, rtol=1e-4)
+
+
+def test_observations_of_any_shape_are_flattened():
+    net = ActorCritic(action_dim=3, discrete=True, obs_shape=(10, 10, 4))
+    obs = jnp.zeros((2, 10, 10, 4), jnp.int32)
+    params = net.init(jax.random.key(0), obs)
+    pi, value = net.apply(params, obs)
+    assert pi.logits.shape == (2, 3) and value.shape == (2,)
+    with pytest.raises(ValueError, match=r"does not end in the env's observation shape"):
+        net.apply(params, jnp.zeros((2, 10, 4)))
