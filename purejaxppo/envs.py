@@ -191,6 +191,11 @@ class EnvStep(NamedTuple):
     episode_return: jax.Array
     episode_length: jax.Array
 
+    @property
+    def done(self) -> jax.Array:
+        """The episode ended here, by termination or truncation."""
+        return self.terminated | self.truncated
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class VecEnv:
@@ -257,7 +262,7 @@ class VecEnv:
         reward = reward.astype(jnp.float32)
         terminated = terminated.astype(bool)
         truncated = truncated.astype(bool)
-        done = terminated | truncated
+        done = terminated | truncated  # EnvStep.done, before the EnvStep exists
 
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1

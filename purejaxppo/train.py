@@ -20,6 +20,7 @@ from purejaxppo.update import (
     clip_eps_at,
     learning_rate_at,
     make_optimizer,
+    masked_mean,
     set_optimizer_hyperparams,
     update_policy,
 )
@@ -56,18 +57,11 @@ def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
 
     ``episode_return`` / ``episode_length`` are NaN when no episode finished.
     """
-    done = traj.step.terminated | traj.step.truncated
-    episodes = done.sum()
-    denominator = jnp.maximum(episodes, 1)
-
-    def mean_over_finished(x: jax.Array) -> jax.Array:
-        total = jnp.sum(jnp.where(done, x, 0).astype(jnp.float32))
-        return jnp.where(episodes > 0, total / denominator, jnp.nan)
-
+    done = traj.step.done
     return {
-        "episode_return": mean_over_finished(traj.step.episode_return),
-        "episode_length": mean_over_finished(traj.step.episode_length),
-        "episodes": episodes.astype(jnp.int32),
+        "episode_return": masked_mean(traj.step.episode_return, done, empty=jnp.nan),
+        "episode_length": masked_mean(traj.step.episode_length, done, empty=jnp.nan),
+        "episodes": done.sum().astype(jnp.int32),
     }
 
 
@@ -129,7 +123,7 @@ def make_train(
             values=traj.value,
             next_values=next_values,
             terminations=traj.step.terminated,
-            dones=traj.step.terminated | traj.step.truncated,
+            dones=traj.step.done,
             gamma=hyperparams.gamma,
             gae_lambda=hyperparams.gae_lambda,
         )

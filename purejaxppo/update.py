@@ -76,6 +76,13 @@ def adapt_kl_beta(kl_beta: jax.Array, kl: jax.Array, kl_target: jax.Array) -> ja
     return jnp.clip(new_beta, KL_BETA_MIN, KL_BETA_MAX)
 
 
+def masked_mean(values: jax.Array, mask: jax.Array, empty: float = 0.0) -> jax.Array:
+    """Mean of ``values`` where ``mask`` is true (any shape); ``empty`` if it never is."""
+    count = mask.sum()
+    total = jnp.sum(jnp.where(mask, values, 0).astype(jnp.float32))
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), empty)
+
+
 class StepInfo(NamedTuple):
     """One minibatch step: loss diagnostics, gradient norm before clipping, and whether
     the step was taken (False once ``target_kl`` stopped the update)."""
@@ -130,11 +137,9 @@ def shuffle_into_minibatches(rng: jax.Array, batch: Batch, num_minibatches: int)
 def _summarise(steps: StepInfo) -> UpdateInfo:
     """Average ``steps`` (leaves ``[epochs, minibatches]``) over the steps taken."""
     taken = steps.taken
-    count = jnp.maximum(taken.sum(), 1)
-    mean = lambda x: jnp.sum(jnp.where(taken, x, 0.0)) / count
-    loss = jax.tree.map(mean, steps.loss)
+    loss = jax.tree.map(lambda x: masked_mean(x, taken), steps.loss)
     loss = loss._replace(ratio_max=jnp.max(jnp.where(taken, steps.loss.ratio_max, -jnp.inf)))
-    return UpdateInfo(loss, mean(steps.grad_norm), taken.sum().astype(jnp.int32))
+    return UpdateInfo(loss, masked_mean(steps.grad_norm, taken), taken.sum().astype(jnp.int32))
 
 
 def update_policy(
@@ -171,10 +176,7 @@ def update_policy(
         )
         stopped = carry.stopped
         if config.target_kl is not None:
-            epoch_kl = jnp.sum(jnp.where(steps.taken, steps.loss.kl, 0.0)) / jnp.maximum(
-                steps.taken.sum(), 1
-            )
-            stopped = stopped | (epoch_kl > config.target_kl)
+            stopped = stopped | (masked_mean(steps.loss.kl, steps.taken) > config.target_kl)
         return _EpochCarry(train_state, rng, stopped), steps
 
     carry, steps = jax.lax.scan(
