@@ -1,0 +1,232 @@
+"""Training throughput against its floor: PPO steps/s vs random-action env stepping.
+
+For each case it compiles ``jax.jit(jax.vmap(train))`` ahead of time (compile time is
+reported separately), makes one warm-up call, then times ``--repeats`` calls. The floor is
+the same envs stepped with uniformly random actions for the same number of steps (no
+network, no update), compiled and timed the same way; ``train_sps / env_sps`` says how
+much of the ceiling training reaches. Writes JSON (with jax version, backend, device and
+CPU count) and a PNG of steps/s against the number of parallel seeds and envs.
+
+    python benchmarks/throughput.py [--quick] [--repeats 3] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+
+from purejaxppo import PPOConfig, VecEnv, make_env, make_train
+
+
+class Case(NamedTuple):
+    name: str
+    config: PPOConfig
+    seeds: int
+
+
+def cases(quick: bool) -> list[Case]:
+    """The measured configurations (``quick``: tiny budgets, for the smoke test)."""
+    cartpole = PPOConfig(env_name="CartPole-v1", total_timesteps=500_000)
+    if quick:  # one discrete single-seed case, one continuous vmapped-seeds case
+        tiny = cartpole.replace(total_timesteps=4 * 128 * 4)
+        pendulum = tiny.replace(env_name="Pendulum-v1", num_envs=16, total_timesteps=16 * 128 * 2)
+        return [Case("cartpole_4x128_seeds1", tiny, 1), Case("pendulum_16x128_seeds2", pendulum, 2)]
+    return [
+        Case("cartpole_4x128_seeds1", cartpole, 1),  # PureJaxRL's default config
+        Case("cartpole_4x128_seeds8", cartpole, 8),
+        Case("cartpole_4x128_seeds64", cartpole.replace(total_timesteps=100_352), 64),
+        Case("cartpole_256envs", cartpole.replace(num_envs=256, total_timesteps=2_097_152), 1),
+        Case("cartpole_2048envs", cartpole.replace(num_envs=2048, total_timesteps=4_194_304), 1),
+        Case(
+            "breakout_minatar_64x128",
+            PPOConfig(
+                env_name="Breakout-MinAtar",
+                num_envs=64,
+                num_steps=128,
+                num_minibatches=8,
+                total_timesteps=1_048_576,
+            ),
+            1,
+        ),
+        Case(
+            "pendulum_16x128",
+            PPOConfig(
+                env_name="Pendulum-v1",
+                num_envs=16,
+                num_steps=128,
+                update_epochs=10,
+                num_minibatches=32,
+                normalize_obs=True,
+                normalize_reward=True,
+                total_timesteps=1_048_576,
+            ),
+            1,
+        ),
+    ]
+
+
+def make_random_rollout(config: PPOConfig):
+    """``run(rng)``: ``num_envs`` envs stepped ``trained_timesteps / num_envs`` times with
+    uniformly random actions: the env-only floor of a training run's cost."""
+    env, env_params = make_env(config.env_name)
+    vec_env = VecEnv(env=env, env_params=env_params, num_envs=config.num_envs)
+    spec = vec_env.action_spec
+    steps_per_env = config.trained_timesteps // config.num_envs
+
+    def random_action(key: jax.Array) -> jax.Array:
+        if spec.discrete:
+            return jax.random.randint(key, (config.num_envs,), 0, spec.dim)
+        return jax.random.uniform(
+            key, (config.num_envs, spec.dim), minval=spec.low, maxval=spec.high
+        )
+
+    def run(rng: jax.Array) -> jax.Array:
+        _, state = vec_env.reset(rng)
+
+        def step(state, key):
+            action_key, step_key = jax.random.split(key)
+            transition, state = vec_env.step(step_key, state, random_action(action_key), 0.99)
+            return state, transition.reward.sum()
+
+        _, rewards = jax.lax.scan(step, state, jax.random.split(rng, steps_per_env))
+        return rewards.sum()
+
+    return run
+
+
+def time_compiled(fn, keys: jax.Array, repeats: int) -> dict[str, Any]:
+    """Compile ``jit(vmap(fn))`` ahead of time, warm up once, time ``repeats`` calls."""
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(fn)).lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(keys))  # warm-up
+    run_s = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(keys))
+        run_s.append(time.perf_counter() - start)
+    return {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
+
+
+def measure(case: Case, repeats: int) -> dict[str, Any]:
+    keys = jax.random.split(jax.random.key(0), case.seeds)
+    steps = case.seeds * case.config.trained_timesteps
+    train = time_compiled(make_train(case.config), keys, repeats)
+    floor = time_compiled(make_random_rollout(case.config), keys, repeats)
+    train_sps = steps / train["run_s_median"]
+    env_sps = steps / floor["run_s_median"]
+    return {
+        "case": case.name,
+        "env_name": case.config.env_name,
+        "seeds": case.seeds,
+        "num_envs": case.config.num_envs,
+        "num_steps": case.config.num_steps,
+        "env_steps": steps,
+        "train": train,
+        "env_only": floor,
+        "train_sps": train_sps,
+        "env_sps": env_sps,
+        "train_over_env": train_sps / env_sps,
+        "config": case.config.to_dict(),
+    }
+
+
+def machine() -> dict[str, Any]:
+    device = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": getattr(device, "device_kind", str(device)),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cartpole = [r for r in results if r["env_name"] == "CartPole-v1"]
+    series = {  # two ways to add parallelism, each starting from the 1-seed 4-env case
+        "vmapped seeds x 4 envs": sorted(
+            (r for r in cartpole if r["num_envs"] == 4), key=lambda r: r["seeds"]
+        ),
+        "1 seed x more envs": sorted(
+            (r for r in cartpole if r["seeds"] == 1), key=lambda r: r["num_envs"]
+        ),
+    }
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (label, rows), style in zip(series.items(), ("-", "--"), strict=True):
+        xs = [r["seeds"] * r["num_envs"] for r in rows]
+        ax.plot(
+            xs,
+            [r["train_sps"] for r in rows],
+            "o" + style,
+            color="C0",
+            label=f"PPO training, {label}",
+        )
+        ax.plot(
+            xs,
+            [r["env_sps"] for r in rows],
+            "s" + style,
+            color="C1",
+            label=f"random-action env only, {label}",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("parallel environments (seeds x num_envs)")
+    ax.set_ylabel("environment steps per second")
+    ax.set_title(f"CartPole-v1 throughput ({jax.default_backend()}, {os.cpu_count()} CPUs)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+
+    results = []
+    for case in cases(args.quick):
+        result = measure(case, args.repeats)
+        results.append(result)
+        print(
+            f"{case.name:28s} compile {result['train']['compile_s']:6.1f} s  "
+            f"run {result['train']['run_s_median']:7.2f} s  train {result['train_sps']:>12,.0f} "
+            f"sps  env-only {result['env_sps']:>12,.0f} sps  ratio {result['train_over_env']:.3f}",
+            flush=True,
+        )
+    report = {
+        "machine": machine(),
+        "repeats": args.repeats,
+        "quick": args.quick,
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"throughput_{jax.default_backend()}" + ("_quick" if args.quick else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
+    plot(results, args.out / f"{stem}.png")
+    print(f"wrote {args.out / stem}.json and .png")
+    return report
+
+
+if __name__ == "__main__":
+    main()
