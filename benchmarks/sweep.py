@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import PPOConfig, final_return, make_train
 
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 ENT_COEFS = (0.0, 0.01, 0.05)
@@ -55,9 +55,7 @@ def run_sweep(
     if len(traces) != 1:
         raise RuntimeError(f"train was traced {len(traces)} times for one sweep; expected 1")
 
-    tenth = max(1, returns.shape[-1] // 10)
-    final = np.nanmean(returns[..., -tenth:], axis=-1)  # [grid, seeds]
-    final = final.reshape(len(learning_rates), len(ent_coefs), seeds)
+    final = final_return(returns).reshape(len(learning_rates), len(ent_coefs), seeds)
     return final, {"compile_s": compile_s, "run_s": run_s, "traces": len(traces)}
 
 

@@ -23,7 +23,7 @@ from purejaxppo.losses import (
     value_loss,
 )
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
-from purejaxppo.train import TrainOutput, make_train
+from purejaxppo.train import TrainOutput, final_return, make_train
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,7 @@ __all__ = [
     "clipped_surrogate",
     "clipped_surrogate_loss",
     "compute_gae",
+    "final_return",
     "make_distribution",
     "make_env",
     "make_train",

@@ -31,9 +31,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     import jax
-    import numpy as np
 
-    from purejaxppo import PPOConfig, make_train
+    from purejaxppo import PPOConfig, final_return, make_train
 
     try:
         config = PPOConfig(env_name=args.env, total_timesteps=args.total_timesteps)
@@ -55,9 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     out = jax.block_until_ready(compiled(keys))
     run_s = time.perf_counter() - start
 
-    returns = np.asarray(out.metrics["episode_return"])
-    tenth = max(1, returns.shape[1] // 10)
-    final = np.nanmean(returns[:, -tenth:], axis=1)
+    final = final_return(out.metrics["episode_return"])
     sps = args.seeds * config.trained_timesteps / run_s
     print(f"compile {compile_s:.1f} s, run {run_s:.1f} s, {sps:,.0f} env steps/s")
     print(

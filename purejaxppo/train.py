@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.training.train_state import TrainState
 
 from purejaxppo.config import PPOConfig, PPOHyperparams, as_config
@@ -77,6 +79,21 @@ def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     """``1 - Var(targets - predictions) / Var(targets)``; NaN when ``Var(targets) = 0``."""
     target_var = jnp.var(targets)
     return jnp.where(target_var > 0, 1.0 - jnp.var(targets - predictions) / target_var, jnp.nan)
+
+
+def final_return(episode_return: Any, fraction: float = 0.1) -> np.ndarray:
+    """Mean of ``episode_return`` ``[..., num_updates]`` over the last ``fraction`` of
+    updates (at least one), ignoring updates in which no episode finished (NaN).
+
+    The summary used throughout the README, tests and benchmarks; on host, with NumPy.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    returns = np.asarray(episode_return, dtype=np.float64)
+    last = max(1, int(returns.shape[-1] * fraction))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slice -> NaN, on purpose
+        return np.nanmean(returns[..., -last:], axis=-1)
 
 
 def make_train(

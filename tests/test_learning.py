@@ -7,15 +7,14 @@ at which every seed learned with margin.
 import jax
 import numpy as np
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import PPOConfig, final_return, make_train
 
 
 def _final_returns(config: PPOConfig, seeds: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-seed mean return over the first two updates and over the last 10% of updates."""
     out = jax.jit(jax.vmap(make_train(config)))(jax.random.split(jax.random.key(0), seeds))
     returns = np.asarray(out.metrics["episode_return"])
-    tenth = max(1, returns.shape[1] // 10)
-    return np.nanmean(returns[:, :2], axis=1), np.nanmean(returns[:, -tenth:], axis=1)
+    return np.nanmean(returns[:, :2], axis=1), final_return(returns)
 
 
 def test_cartpole_reaches_475_within_500k_steps():

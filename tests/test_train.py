@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ConstantRewardEnv, tree_equal
 
-from purejaxppo import PPOConfig, TrainOutput, make_train
+from purejaxppo import PPOConfig, TrainOutput, final_return, make_train
 
 TINY = PPOConfig(
     num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_timesteps=4 * 16 * 3
@@ -162,3 +162,12 @@ def test_episode_return_is_nan_when_no_episode_finishes():
     np.testing.assert_array_equal(out.metrics["episodes"], [0, 2, 2])
     assert np.isnan(out.metrics["episode_return"][0])
     np.testing.assert_array_equal(out.metrics["episode_return"][1:], [6.0, 6.0])
+
+
+def test_final_return_is_the_nan_aware_mean_of_the_last_tenth():
+    returns = np.array([[1.0] * 10 + [np.nan] * 9 + [7.0], [0.0] * 18 + [2.0, 4.0]])
+    np.testing.assert_array_equal(final_return(returns), [7.0, 3.0])  # last 2 of 20 updates
+    assert np.isnan(final_return(np.full((1, 5), np.nan)))[0]
+    assert final_return(np.arange(5.0), fraction=1.0) == 2.0
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+        final_return(returns, fraction=0.0)
