@@ -1,0 +1,333 @@
+"""Learning quality over the gymnax suite: many vmapped seeds per env, against references.
+
+For each environment it loads ``benchmarks/configs/<env>.json`` (a ``PPOConfig`` as data),
+compiles ``jax.jit(jax.vmap(train))`` over ``--seeds`` keys ahead of time and runs it
+once: compile and run time are reported apart. The score of a seed is its final return
+(mean episode return over the last 10% of updates); across seeds the script reports the
+mean, the interquartile mean and a 95% bootstrap confidence interval of the mean, and
+compares with the published numbers in ``benchmarks/references.json``:
+
+- ``beats``: the whole CI is at or above the reference;
+- ``matches``: the reference lies inside the CI;
+- ``below``: the whole CI is under the reference.
+
+A verdict reached with more environment steps than the reference used is marked ``*``.
+Writes ``returns_<backend>.json``, one learning-curve PNG per env (mean and 95% CI band
+over seeds against environment steps) and a grid of all of them.
+
+    python benchmarks/returns.py [--quick] [--seeds 16] [--envs CartPole-v1 ...] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from purejaxppo import PPOConfig, final_return, make_train
+from purejaxppo.stats import summarize
+
+HERE = Path(__file__).resolve().parent
+CONFIG_DIR = HERE / "configs"
+REFERENCES = HERE / "references.json"
+SUITE = (
+    "CartPole-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+    "Pendulum-v1",
+    "MountainCarContinuous-v0",
+    "Breakout-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Asterix-MinAtar",
+    "Freeway-MinAtar",
+    "Catch-bsuite",
+    "DeepSea-bsuite",
+)
+CURVE_POINTS = 100  # learning curves are averaged into this many windows of updates
+
+
+def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> PPOConfig:
+    """The env's config file as a validated ``PPOConfig`` (its ``env_name`` must match)."""
+    path = config_dir / f"{env_name}.json"
+    if not path.exists():
+        raise ValueError(f"no config for {env_name!r}: expected {path}")
+    config = PPOConfig.from_dict(json.loads(path.read_text()))
+    if config.env_name != env_name:
+        raise ValueError(f"{path} has env_name {config.env_name!r}, expected {env_name!r}")
+    return config
+
+
+def load_references(env_name: str, path: Path = REFERENCES) -> list[dict[str, Any]]:
+    """Published reference results for ``env_name`` (possibly none)."""
+    return [r for r in json.loads(path.read_text())["references"] if r["env_name"] == env_name]
+
+
+def quick_config(config: PPOConfig) -> PPOConfig:
+    """Two updates of the same config: exercises every code path in seconds."""
+    return config.replace(total_timesteps=2 * config.batch_size)
+
+
+def train_seeds(config: PPOConfig, seeds: int) -> dict[str, Any]:
+    """Train ``seeds`` seeds in one compiled call; episode returns ``[seeds, updates]``."""
+    keys = jax.random.split(jax.random.key(0), seeds)
+
+    def returns_only(rng):  # only the curve leaves the device
+        metrics = make_train(config)(rng).metrics
+        return metrics["episode_return"], metrics["env_steps"]
+
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(returns_only)).lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    episode_return, env_steps = jax.block_until_ready(compiled(keys))
+    run_s = time.perf_counter() - start
+    return {
+        "episode_return": np.asarray(episode_return, dtype=np.float64),
+        "env_steps": np.asarray(env_steps[0]),
+        "compile_s": compile_s,
+        "run_s": run_s,
+    }
+
+
+def verdict(ci_low: float, ci_high: float, reference: float) -> str:
+    """``beats`` / ``matches`` / ``below`` a reference return, from our 95% CI."""
+    if ci_low >= reference:
+        return "beats"
+    if ci_high >= reference:
+        return "matches"
+    return "below"
+
+
+def learning_curve(episode_return: np.ndarray, env_steps: np.ndarray) -> dict[str, list]:
+    """Curve of ``[seeds, updates]`` returns averaged into ``CURVE_POINTS`` windows.
+
+    Per window: each seed's NaN-aware mean, then the mean over seeds and a 95% bootstrap
+    band of that mean (same resampled seeds for every window, so the band is smooth).
+    """
+    seeds, updates = episode_return.shape
+    windows = np.array_split(np.arange(updates), min(CURVE_POINTS, updates))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN window: no episode ended
+        per_seed = np.stack([np.nanmean(episode_return[:, w], axis=1) for w in windows], 1)
+        resampled = per_seed[np.random.default_rng(0).integers(0, seeds, (2000, seeds))]
+        band = np.nanquantile(np.nanmean(resampled, axis=1), [0.025, 0.975], axis=0)
+        mean = np.nanmean(per_seed, axis=0)
+    return {
+        "env_steps": [int(env_steps[w[-1]]) for w in windows],
+        "mean": _finite_or_none(mean),
+        "ci_low": _finite_or_none(band[0]),
+        "ci_high": _finite_or_none(band[1]),
+    }
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def evaluate_env(
+    env_name: str,
+    seeds: int,
+    quick: bool = False,
+    config_dir: Path = CONFIG_DIR,
+    total_timesteps: float | None = None,
+) -> dict[str, Any]:
+    config = load_config(env_name, config_dir)
+    if total_timesteps is not None:
+        config = config.replace(total_timesteps=total_timesteps)
+    if quick:
+        config = quick_config(config)
+    run = train_seeds(config, seeds)
+    scores = final_return(run["episode_return"])
+    summary = summarize(scores)
+    references = []
+    for reference in load_references(env_name):
+        references.append(
+            {
+                **reference,
+                "verdict": verdict(summary.ci_low, summary.ci_high, reference["return"]),
+                "more_steps_than_reference": config.trained_timesteps > reference["timesteps"],
+            }
+        )
+    return {
+        "env_name": env_name,
+        "seeds": seeds,
+        "trained_timesteps": config.trained_timesteps,
+        "final_return": scores.tolist(),
+        "summary": summary._asdict(),
+        "compile_s": run["compile_s"],
+        "run_s": run["run_s"],
+        "env_steps_per_s": seeds * config.trained_timesteps / run["run_s"],
+        "references": references,
+        "curve": learning_curve(run["episode_return"], run["env_steps"]),
+        "config": config.to_dict(),
+    }
+
+
+def machine() -> dict[str, Any]:
+    device = jax.devices()[0]
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": getattr(device, "device_kind", str(device)),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The comparison as a Markdown table: one row per (env, reference)."""
+    lines = [
+        "| env | steps | ours: mean [95% CI] | IQM | reference | ref. steps | verdict | source |",
+        "|---|---:|---|---:|---:|---:|---|---|",
+    ]
+    for result in results:
+        s = result["summary"]
+        ours = f"{s['mean']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
+        head = f"| {result['env_name']} | {result['trained_timesteps']:,} | {ours} | {s['iqm']:.1f}"
+        if not result["references"]:
+            lines.append(f"{head} | - | - | no published reference | - |")
+        for ref in result["references"]:
+            mark = "*" if ref["more_steps_than_reference"] else ""
+            published = f"{ref['return']:g}" + (f" +/- {ref['std']:g}" if ref["std"] else "")
+            steps = f"{ref['timesteps']:,}"
+            lines.append(
+                f"{head} | {published} | {steps} | {ref['verdict']}{mark} | {ref['label']} |"
+            )
+    return "\n".join(lines)
+
+
+def _steps(value: float) -> str:
+    """150000 -> '150k', 10000000 -> '10M'."""
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def plot_curve(ax, result: dict[str, Any]) -> None:
+    """Mean and 95% band over seeds against env steps, references as dashed lines.
+
+    Windows in which no episode ended (long episodes, e.g. Freeway's 2500 steps) are
+    skipped rather than drawn as gaps."""
+    from matplotlib.ticker import FuncFormatter
+
+    curve = result["curve"]
+    steps = np.asarray(curve["env_steps"], dtype=float)
+
+    def as_array(key: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in curve[key]], dtype=float)
+
+    mean, low, high = as_array("mean"), as_array("ci_low"), as_array("ci_high")
+    seen = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
+    ax.plot(steps[seen], mean[seen], color="C0", label=f"ours, mean of {result['seeds']} seeds")
+    ax.fill_between(
+        steps[seen], low[seen], high[seen], color="C0", alpha=0.25, label="95% bootstrap CI"
+    )
+    for i, ref in enumerate(result["references"]):
+        ax.axhline(
+            ref["return"],
+            color=f"C{i + 1}",
+            ls="--",
+            lw=1,
+            label=f"{ref['label']} at {_steps(ref['timesteps'])} steps",
+        )
+    ax.set_title(f"{result['env_name']} ({result['trained_timesteps']:,} steps)")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _steps(x) if x > 0 else "0"))
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
+def plot(report: dict[str, Any], out: Path, suffix: str) -> None:
+    """One PNG per env under ``out/curves`` and a grid of all of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    curves = out / "curves"
+    curves.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        plot_curve(ax, result)
+        fig.tight_layout()
+        fig.savefig(curves / f"{result['env_name']}{suffix}.png", dpi=110)
+        plt.close(fig)
+    columns = min(4, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.4 * rows), squeeze=False)
+    for ax, result in zip(axes.flat, results, strict=False):
+        plot_curve(ax, result)
+    for ax in list(axes.flat)[len(results) :]:
+        ax.axis("off")
+    fig.suptitle(
+        f"PPO learning curves, {report['seeds']} seeds per env ({report['machine']['device']})"
+    )
+    fig.tight_layout()
+    fig.savefig(out / f"returns_grid{suffix}.png", dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="two updates per env (smoke test)")
+    parser.add_argument("--seeds", type=int, default=16)
+    parser.add_argument("--envs", nargs="+", default=list(SUITE), metavar="ENV")
+    parser.add_argument(
+        "--total-timesteps", type=float, help="override every config's budget (e.g. 1e6)"
+    )
+    parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR)
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="only redraw the figures of a saved report"
+    )
+    args = parser.parse_args(argv)
+    if args.replot is not None:
+        report = json.loads(args.replot.read_text())
+        suffix = args.replot.stem.removeprefix("returns")
+        plot(report, args.replot.parent, suffix)
+        print(f"redrew returns_grid{suffix}.png and curves/ in {args.replot.parent}")
+        return report
+    if args.seeds < 2:
+        parser.error(f"--seeds must be at least 2 for a confidence interval, got {args.seeds}")
+    for env_name in args.envs:
+        if not (args.config_dir / f"{env_name}.json").exists():
+            parser.error(f"no config for --envs {env_name!r} in {args.config_dir}")
+
+    results = []
+    for env_name in args.envs:
+        result = evaluate_env(
+            env_name, args.seeds, args.quick, args.config_dir, args.total_timesteps
+        )
+        results.append(result)
+        s = result["summary"]
+        print(
+            f"{env_name:26s} {result['trained_timesteps']:>11,} steps x {args.seeds} seeds: "
+            f"mean {s['mean']:8.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}] IQM {s['iqm']:8.1f}"
+            f"  compile {result['compile_s']:5.1f} s  run {result['run_s']:7.1f} s",
+            flush=True,
+        )
+    print(table(results))
+    report = {"machine": machine(), "seeds": args.seeds, "quick": args.quick, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = f"_{jax.default_backend()}" + ("_quick" if args.quick else "")
+    (args.out / f"returns{suffix}.json").write_text(json.dumps(report, indent=2))
+    (args.out / f"returns{suffix}.md").write_text(table(results) + "\n")
+    plot(report, args.out, suffix)
+    print(f"wrote {args.out}/returns{suffix}.json, .md, returns_grid{suffix}.png and curves/")
+    return report
+
+
+if __name__ == "__main__":
+    main()
