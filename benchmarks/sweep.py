@@ -120,10 +120,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "final_return": final.tolist(),
         "timing": timing,
         "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
         "jax": jax.__version__,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"sweep_{config.env_name}" + ("_quick" if args.quick else "")
+    stem = f"sweep_{config.env_name}_{jax.default_backend()}" + ("_quick" if args.quick else "")
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     title = f"PPO on {config.env_name}, {config.trained_timesteps:,} steps"
     plot(final, learning_rates, ent_coefs, title, args.out / f"{stem}.png")

@@ -4,7 +4,9 @@ import importlib.util
 import json
 from pathlib import Path
 
+import jax
 import numpy as np
+import pytest
 
 from purejaxppo import PPOConfig
 
@@ -36,5 +38,131 @@ def test_sweep_quick_is_one_trace(tmp_path):
     report = load("sweep").main(["--quick", "--seeds", "2", "--out", str(tmp_path)])
     assert report["timing"]["traces"] == 1
     assert np.asarray(report["final_return"]).shape == (2, 2, 2)
-    assert json.loads((tmp_path / "sweep_CartPole-v1_quick.json").read_text()) == report
-    assert (tmp_path / "sweep_CartPole-v1_quick.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "sweep_CartPole-v1_cpu_quick.json").read_text()) == report
+    assert (tmp_path / "sweep_CartPole-v1_cpu_quick.png").stat().st_size > 1000
+
+
+def test_returns_configs_cover_the_suite_and_load():
+    returns = load("returns")
+    files = sorted(p.stem for p in (BENCHMARKS / "configs").glob("*.json"))
+    assert files == sorted(returns.SUITE)
+    for env_name in returns.SUITE:
+        config = returns.load_config(env_name)  # validated PPOConfig, env_name matches file
+        assert config.trained_timesteps > 0
+    referenced = {r["env_name"] for r in json.loads(returns.REFERENCES.read_text())["references"]}
+    assert referenced <= set(returns.SUITE)
+
+
+def test_returns_verdicts():
+    verdict = load("returns").verdict
+    assert verdict(ci_low=-85.0, ci_high=-75.0, reference=-80.0) == "matches"
+    assert verdict(ci_low=-79.0, ci_high=-70.0, reference=-80.0) == "beats"
+    assert verdict(ci_low=-95.0, ci_high=-81.0, reference=-80.0) == "below"
+
+
+def test_returns_quick(tmp_path):
+    envs = ["CartPole-v1", "Pendulum-v1"]  # one discrete, one continuous (all envs: test_envs)
+    report = load("returns").main(
+        ["--quick", "--seeds", "2", "--envs", *envs, "--out", str(tmp_path)]
+    )
+    written = json.loads((tmp_path / "returns_cpu_quick.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    assert [r["env_name"] for r in report["results"]] == envs
+    for result in report["results"]:
+        scores = np.asarray(result["final_return"])
+        assert scores.shape == (2,) and np.isfinite(scores).all()
+        summary = result["summary"]
+        assert summary["mean"] == pytest.approx(scores.mean())
+        assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+        assert result["compile_s"] > 0 and result["run_s"] > 0
+        assert len(result["curve"]["env_steps"]) == len(result["curve"]["mean"]) == 2
+        assert result["curve"]["env_steps"][-1] == result["trained_timesteps"]
+        # quick runs are far below every reference budget and return
+        assert all(ref["verdict"] == "below" for ref in result["references"])
+        assert len(result["references"]) >= 1
+        assert (tmp_path / "curves" / f"{result['env_name']}_cpu_quick.png").stat().st_size > 1000
+    assert (tmp_path / "returns_grid_cpu_quick.png").stat().st_size > 1000
+    assert "| CartPole-v1 |" in (tmp_path / "returns_cpu_quick.md").read_text()
+
+
+def test_vs_sb3_quick(tmp_path):
+    pytest.importorskip("stable_baselines3", reason='needs the bench extra: pip install ".[bench]"')
+    report = load("vs_sb3").main(["--quick", "--seeds", "2", "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "vs_sb3_CartPole-v1_quick.json").read_text()) == json.loads(
+        json.dumps(report)
+    )
+    steps = 2 * report["trained_timesteps"]
+    for side in ("purejaxppo", "purejaxppo_value_clip", "sb3"):
+        assert len(report[side]["final_return"]) == 2
+        assert np.isfinite(report[side]["final_return"]).all()
+        assert report[side]["sps"] == pytest.approx(steps / report[side]["run_s"])
+    assert report["speedup"] == pytest.approx(report["purejaxppo"]["sps"] / report["sb3"]["sps"])
+    assert report["config"]["clip_value_loss"] is False  # identical to SB3's value loss
+
+
+STAND_IN_PPO = '''
+"""Stands in for PureJaxRL's ppo.py: the same imports and env API, a trivial train."""
+import gymnax
+import jax
+import jax.numpy as jnp
+from brax import envs  # noqa: F401  (PureJaxRL's wrappers import it at module level)
+
+
+def make_train(config):
+    env, env_params = gymnax.make(config["ENV_NAME"])
+    steps = int(config["TOTAL_TIMESTEPS"]) // config["NUM_ENVS"]
+
+    def train(rng):
+        obs, state = env.reset(rng, env_params)
+
+        def step(carry, key):
+            state, total = carry
+            obs, state, reward, done, info = env.step(key, state, 0, env_params)  # 5-tuple
+            return (state, total + reward), done
+
+        (_, total), dones = jax.lax.scan(step, (state, 0.0), jax.random.split(rng, steps))
+        return {"return": total, "episodes": jnp.sum(dones)}
+
+    return train
+'''
+
+
+def test_vs_purejaxrl_quick_against_a_stand_in(tmp_path):
+    """The loader's shims (gymnax 1.0 step -> PureJaxRL's 5-tuple, the brax stub) and the
+    timing harness, with a stand-in for PureJaxRL's ppo.py (CI has no PureJaxRL checkout)."""
+    package = tmp_path / "purejaxrl_checkout" / "purejaxrl"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "ppo.py").write_text(STAND_IN_PPO)
+    report = load("vs_purejaxrl").main(
+        [
+            "--purejaxrl-dir",
+            str(package.parent),
+            "--quick",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert report["config"]["TOTAL_TIMESTEPS"] == 1024
+    assert report["trained_timesteps"] == 1024
+    for side in ("purejaxppo", "purejaxrl"):
+        assert report[side]["compile_s"] > 0 and len(report[side]["run_s"]) == 1
+    assert (tmp_path / "vs_purejaxrl_cpu_quick.json").exists()
+
+
+def test_five_tuple_step_folds_truncation_into_done():
+    from purejaxppo import make_env
+
+    patched = load("vs_purejaxrl")._five_tuple_make(lambda name: make_env(name))
+    env, params = patched("CartPole-v1")
+    params = params.replace(max_steps_in_episode=3)
+    _, state = env.reset(jax.random.key(0), params)
+    dones = []
+    for i in range(3):  # action 0 for 3 steps: no termination yet, truncation at step 3
+        out = env.step(jax.random.key(i), state, 0, params)
+        assert len(out) == 5
+        _obs, state, _reward, done, info = out
+        dones.append(bool(done))
+    assert dones == [False, False, True] and bool(info["truncated"])
