@@ -8,6 +8,7 @@
 
 from purejaxppo.config import PPOConfig, PPOHyperparams
 from purejaxppo.envs import RunningMeanStd, VecEnv, VecEnvState, make_env, offline_env_names
+from purejaxppo.evaluate import EvalResult, evaluate, make_policy
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import (
     Batch,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorCritic",
     "Batch",
+    "EvalResult",
     "LossCoefficients",
     "LossInfo",
     "PPOConfig",
@@ -45,9 +47,11 @@ __all__ = [
     "clipped_surrogate",
     "clipped_surrogate_loss",
     "compute_gae",
+    "evaluate",
     "final_return",
     "make_distribution",
     "make_env",
+    "make_policy",
     "make_train",
     "offline_env_names",
     "policy_loss",

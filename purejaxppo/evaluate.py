@@ -1,0 +1,153 @@
+"""Using a trained policy: ``make_policy`` (observation -> action) and ``evaluate``.
+
+Both apply the observation normalisation that training used, with the statistics frozen
+at the end of training (``TrainOutput.env_state.obs_stats``), exactly as the rollout did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax.training.train_state import TrainState
+
+from purejaxppo.config import PPOConfig, as_config
+from purejaxppo.envs import RunningMeanStd, VecEnv, make_env
+from purejaxppo.networks import make_distribution
+from purejaxppo.train import TrainOutput, build_network
+
+
+class EvalResult(NamedTuple):
+    """Per-episode results ``[num_episodes]`` (leading seed axes under ``vmap``)."""
+
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+def _params_and_obs_stats(trained: Any) -> tuple[Any, RunningMeanStd | None]:
+    """Accept a TrainOutput, a TrainState or bare network params."""
+    if isinstance(trained, TrainOutput):
+        return trained.train_state.params, trained.env_state.obs_stats
+    if isinstance(trained, TrainState):
+        return trained.params, None
+    return trained, None
+
+
+def _policy_fn(
+    config: PPOConfig, vec_env: VecEnv, trained: Any, obs_stats: RunningMeanStd | None
+) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+    """``act(obs [..., *obs_shape], rng=None) -> env action``; see :func:`make_policy`."""
+    params, trained_stats = _params_and_obs_stats(trained)
+    obs_stats = obs_stats if obs_stats is not None else trained_stats
+    if config.normalize_obs and obs_stats is None:
+        raise ValueError(
+            "config.normalize_obs is True: pass the TrainOutput (it holds the observation "
+            "statistics) or obs_stats=output.env_state.obs_stats"
+        )
+    network = build_network(config, vec_env)
+    spec = vec_env.action_spec
+
+    def act(obs: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+        obs = jnp.asarray(obs, jnp.float32)
+        if config.normalize_obs:
+            obs = obs_stats.normalize(obs, config.obs_clip)
+        policy = network.apply(params, obs, method=network.policy_params)
+        if rng is None:  # deterministic: the distribution's mode
+            if spec.discrete:
+                action = jnp.argmax(policy.logits_or_mean, axis=-1)
+            else:
+                action = policy.logits_or_mean
+        else:
+            action = make_distribution(policy).sample(seed=rng)
+        if not spec.discrete:
+            action = jnp.clip(action, spec.low, spec.high)
+        return action
+
+    return act
+
+
+def make_policy(
+    trained: TrainOutput | TrainState | Any,
+    config: PPOConfig | Mapping[str, Any],
+    env: Any = None,
+    env_params: Any = None,
+    obs_stats: RunningMeanStd | None = None,
+) -> Callable[..., jax.Array]:
+    """A jitted ``act(obs, rng=None) -> action`` for deployment or rendering.
+
+    ``trained``: the ``TrainOutput`` of one seed (or its ``train_state`` / params, with
+    ``obs_stats`` if the config normalises observations). ``obs``: raw observations,
+    ``[*obs_shape]`` or batched ``[B, *obs_shape]``. With ``rng=None`` the action is the
+    policy's mode (argmax of the logits, or the Gaussian mean); with a key it is sampled.
+    Continuous actions are clipped to the action space, as in training.
+    """
+    config = as_config(config)
+    env, env_params = make_env(config.env_name, env, env_params)
+    vec_env = VecEnv(env=env, env_params=env_params, num_envs=1)
+    return jax.jit(_policy_fn(config, vec_env, trained, obs_stats))
+
+
+def evaluate(
+    trained: TrainOutput | TrainState | Any,
+    config: PPOConfig | Mapping[str, Any],
+    rng: jax.Array,
+    num_episodes: int = 100,
+    deterministic: bool = True,
+    env: Any = None,
+    env_params: Any = None,
+    obs_stats: RunningMeanStd | None = None,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """Run ``num_episodes`` full episodes in parallel; returns their returns and lengths.
+
+    Each of ``num_episodes`` envs plays exactly one episode (its first), for at most
+    ``max_steps`` steps (default: the env's ``max_steps_in_episode``, where gymnax
+    truncates). Rewards are the raw env rewards, never normalised. Jittable and
+    vmappable over ``rng`` and over a seed-batched ``trained`` (Python arguments are
+    static: close over them).
+    """
+    config = as_config(config)
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+        raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
+    env, env_params = make_env(config.env_name, env, env_params)
+    if max_steps is None:
+        max_steps = getattr(env_params, "max_steps_in_episode", None)
+        if max_steps is None:
+            raise ValueError(f"{config.env_name} has no max_steps_in_episode: pass max_steps")
+    vec_env = VecEnv(env=env, env_params=env_params, num_envs=num_episodes)
+    act = _policy_fn(config, vec_env, trained, obs_stats)
+
+    reset_key, rng = jax.random.split(rng)
+    obs, state = vec_env.reset(reset_key)  # raw obs: VecEnv normalises nothing here
+
+    class Carry(NamedTuple):
+        obs: jax.Array
+        state: Any
+        finished: jax.Array
+        episode_return: jax.Array
+        episode_length: jax.Array
+
+    def step(carry: Carry, key: jax.Array) -> tuple[Carry, None]:
+        action_key, step_key = jax.random.split(key)
+        action = act(carry.obs, None if deterministic else action_key)
+        transition, state = vec_env.step(step_key, carry.state, action, 1.0)
+        running = ~carry.finished
+        return Carry(
+            obs=transition.obs,
+            state=state,
+            finished=carry.finished | transition.done,
+            episode_return=carry.episode_return + jnp.where(running, transition.reward, 0.0),
+            episode_length=carry.episode_length + running.astype(jnp.int32),
+        ), None
+
+    start = Carry(
+        obs,
+        state,
+        jnp.zeros(num_episodes, bool),
+        jnp.zeros(num_episodes, jnp.float32),
+        jnp.zeros(num_episodes, jnp.int32),
+    )
+    final, _ = jax.lax.scan(step, start, jax.random.split(rng, max_steps))
+    return EvalResult(final.episode_return, final.episode_length)
