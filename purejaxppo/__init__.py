@@ -6,6 +6,7 @@
 >>> out = jax.jit(train)(jax.random.key(0))          # doctest: +SKIP
 """
 
+from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from purejaxppo.config import PPOConfig, PPOHyperparams
 from purejaxppo.envs import RunningMeanStd, VecEnv, VecEnvState, make_env, offline_env_names
 from purejaxppo.evaluate import EvalResult, evaluate, make_policy
@@ -24,13 +25,21 @@ from purejaxppo.losses import (
     value_loss,
 )
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
-from purejaxppo.train import TrainOutput, final_return, make_train
+from purejaxppo.train import (
+    Trainer,
+    TrainerState,
+    TrainOutput,
+    final_return,
+    make_train,
+    make_trainer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActorCritic",
     "Batch",
+    "CheckpointError",
     "EvalResult",
     "LossCoefficients",
     "LossInfo",
@@ -39,6 +48,8 @@ __all__ = [
     "PolicyParams",
     "RunningMeanStd",
     "TrainOutput",
+    "Trainer",
+    "TrainerState",
     "VecEnv",
     "VecEnvState",
     "__version__",
@@ -49,13 +60,16 @@ __all__ = [
     "compute_gae",
     "evaluate",
     "final_return",
+    "load_checkpoint",
     "make_distribution",
     "make_env",
     "make_policy",
     "make_train",
+    "make_trainer",
     "offline_env_names",
     "policy_loss",
     "ppo_loss",
     "ppo_objective_with_diagnostics",
+    "save_checkpoint",
     "value_loss",
 ]

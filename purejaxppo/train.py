@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -96,18 +97,16 @@ def final_return(episode_return: Any, fraction: float = 0.1) -> np.ndarray:
         return np.nanmean(returns[..., -last:], axis=-1)
 
 
-def make_train(
+def make_trainer(
     config: PPOConfig | Mapping[str, Any] | None = None,
     env: Any = None,
     env_params: Any = None,
-) -> Callable[..., TrainOutput]:
-    """Return ``train(rng, hyperparams=None) -> TrainOutput`` for ``config``.
+) -> Trainer:
+    """A :class:`Trainer` for ``config``: ``init`` a run, then ``run`` it in chunks.
 
     ``config`` is a :class:`PPOConfig` or a dict (field names or PureJaxRL's UPPERCASE
     keys). ``env`` / ``env_params``: any gymnax Environment, instead of ``env_name``.
-    Everything is validated here, before tracing. ``train`` is pure: jit it, vmap it
-    over keys (seeds) and, optionally, over a batched :class:`PPOHyperparams`
-    (a sweep, with no retrace per value).
+    Everything is validated here, before tracing.
     """
     config = PPOConfig() if config is None else as_config(config)
     env, env_params = make_env(config.env_name, env, env_params)
@@ -188,8 +187,7 @@ def make_train(
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
         return runner, metrics
 
-    def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
-        """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""
+    def init(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainerState:
         if hyperparams is None:
             hyperparams = config.hyperparams()
         rng, init_key, reset_key = jax.random.split(rng, 3)
@@ -200,11 +198,73 @@ def make_train(
         )
         obs, env_state = vec_env.reset(reset_key)
         runner = RunnerState(train_state, env_state, obs, rng, hyperparams.kl_beta_init)
+        return TrainerState(runner, hyperparams, jnp.zeros((), jnp.int32))
+
+    def run(state: TrainerState, num_updates: int) -> tuple[TrainerState, dict[str, jax.Array]]:
+        num_updates = int(num_updates)
+        if num_updates < 1:
+            raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
         runner, metrics = jax.lax.scan(
-            lambda r, k: update_step(hyperparams, r, k),
-            runner,
-            jnp.arange(config.num_updates),
+            lambda r, k: update_step(state.hyperparams, r, k),
+            state.runner,
+            state.update_index + jnp.arange(num_updates, dtype=jnp.int32),
         )
-        return TrainOutput(runner.train_state, metrics, runner.env_state)
+        return state._replace(runner=runner, update_index=state.update_index + num_updates), metrics
+
+    return Trainer(config=config, vec_env=vec_env, network=network, init=init, run=run)
+
+
+class TrainerState(NamedTuple):
+    """Everything a run carries from one update to the next: checkpoint this to resume.
+
+    ``runner``: params, optimiser state, env states (with normalisation statistics), RNG
+    and the adaptive-KL beta. ``hyperparams``: the run's float hyperparameters.
+    ``update_index``: updates done so far (it drives the learning-rate and clip schedules).
+    """
+
+    runner: RunnerState
+    hyperparams: PPOHyperparams
+    update_index: jax.Array
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Trainer:
+    """``init(rng, hyperparams=None) -> TrainerState`` and
+    ``run(state, num_updates) -> (state, metrics)``, both pure (jit ``run`` with
+    ``static_argnums=1``; vmap both over seeds). Running ``N`` updates at once or as
+    ``N/2`` and ``N/2`` gives bit-identical parameters and metrics; schedules follow
+    ``config.num_updates`` either way."""
+
+    config: PPOConfig
+    vec_env: VecEnv
+    network: ActorCritic
+    init: Callable[..., TrainerState]
+    run: Callable[[TrainerState, int], tuple[TrainerState, dict[str, jax.Array]]]
+
+    def output(self, state: TrainerState, metrics: dict[str, jax.Array]) -> TrainOutput:
+        """The :class:`TrainOutput` of a (possibly chunked) run."""
+        return TrainOutput(state.runner.train_state, metrics, state.runner.env_state)
+
+
+def make_train(
+    config: PPOConfig | Mapping[str, Any] | None = None,
+    env: Any = None,
+    env_params: Any = None,
+) -> Callable[..., TrainOutput]:
+    """Return ``train(rng, hyperparams=None) -> TrainOutput`` for ``config``.
+
+    ``config`` is a :class:`PPOConfig` or a dict (field names or PureJaxRL's UPPERCASE
+    keys). ``env`` / ``env_params``: any gymnax Environment, instead of ``env_name``.
+    Everything is validated here, before tracing. ``train`` is pure: jit it, vmap it
+    over keys (seeds) and, optionally, over a batched :class:`PPOHyperparams`
+    (a sweep, with no retrace per value). For chunked runs and resuming, see
+    :func:`make_trainer`.
+    """
+    trainer = make_trainer(config, env, env_params)
+
+    def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
+        """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""
+        state, metrics = trainer.run(trainer.init(rng, hyperparams), trainer.config.num_updates)
+        return trainer.output(state, metrics)
 
     return train
