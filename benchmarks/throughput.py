@@ -30,6 +30,7 @@ class Case(NamedTuple):
     name: str
     config: PPOConfig
     seeds: int
+    on_update: bool = False  # a no-op host callback every update: the cost of live progress
 
 
 def cases(quick: bool) -> list[Case]:
@@ -38,9 +39,17 @@ def cases(quick: bool) -> list[Case]:
     if quick:  # one discrete single-seed case, one continuous vmapped-seeds case
         tiny = cartpole.replace(total_timesteps=4 * 128 * 4)
         pendulum = tiny.replace(env_name="Pendulum-v1", num_envs=16, total_timesteps=16 * 128 * 2)
-        return [Case("cartpole_4x128_seeds1", tiny, 1), Case("pendulum_16x128_seeds2", pendulum, 2)]
+        return [
+            Case("cartpole_4x128_seeds1", tiny, 1),
+            Case("cartpole_4x128_seeds1_on_update", tiny, 1, on_update=True),
+            Case("pendulum_16x128_seeds2", pendulum, 2),
+        ]
     return [
         Case("cartpole_4x128_seeds1", cartpole, 1),  # PureJaxRL's default config
+        Case("cartpole_4x128_seeds1_on_update", cartpole, 1, on_update=True),
+        Case(
+            "cartpole_4x128_seeds64_on_update", cartpole.replace(total_timesteps=100_352), 64, True
+        ),
         Case("cartpole_4x128_seeds8", cartpole, 8),
         Case("cartpole_4x128_seeds64", cartpole.replace(total_timesteps=100_352), 64),
         Case("cartpole_256envs", cartpole.replace(num_envs=256, total_timesteps=2_097_152), 1),
@@ -119,7 +128,8 @@ def time_compiled(fn, keys: jax.Array, repeats: int) -> dict[str, Any]:
 def measure(case: Case, repeats: int) -> dict[str, Any]:
     keys = jax.random.split(jax.random.key(0), case.seeds)
     steps = case.seeds * case.config.trained_timesteps
-    train = time_compiled(make_train(case.config), keys, repeats)
+    on_update = (lambda metrics: None) if case.on_update else None
+    train = time_compiled(make_train(case.config, on_update=on_update), keys, repeats)
     floor = time_compiled(make_random_rollout(case.config), keys, repeats)
     train_sps = steps / train["run_s_median"]
     env_sps = steps / floor["run_s_median"]
@@ -127,6 +137,7 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
         "case": case.name,
         "env_name": case.config.env_name,
         "seeds": case.seeds,
+        "on_update": case.on_update,
         "num_envs": case.config.num_envs,
         "num_steps": case.config.num_steps,
         "env_steps": steps,
@@ -157,7 +168,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cartpole = [r for r in results if r["env_name"] == "CartPole-v1"]
+    cartpole = [r for r in results if r["env_name"] == "CartPole-v1" and not r.get("on_update")]
     series = {  # two ways to add parallelism, each starting from the 1-seed 4-env case
         "vmapped seeds x 4 envs": sorted(
             (r for r in cartpole if r["num_envs"] == 4), key=lambda r: r["seeds"]

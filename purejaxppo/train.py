@@ -17,6 +17,7 @@ from purejaxppo.envs import VecEnv, VecEnvState, make_env
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, LossCoefficients
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
+from purejaxppo.progress import UpdateCallback, combine_callbacks, report_to_host
 from purejaxppo.rollout import RunnerState, Transition, collect_rollout
 from purejaxppo.update import (
     adapt_kl_beta,
@@ -101,14 +102,23 @@ def make_trainer(
     config: PPOConfig | Mapping[str, Any] | None = None,
     env: Any = None,
     env_params: Any = None,
+    on_update: UpdateCallback | None = None,
+    progress: bool = False,
 ) -> Trainer:
     """A :class:`Trainer` for ``config``: ``init`` a run, then ``run`` it in chunks.
 
     ``config`` is a :class:`PPOConfig` or a dict (field names or PureJaxRL's UPPERCASE
     keys). ``env`` / ``env_params``: any gymnax Environment, instead of ``env_name``.
+    ``on_update(metrics)``: called on the host after every update, from inside the
+    compiled loop, with that update's metrics as NumPy arrays (``[seeds]`` under
+    ``vmap``: one call for all seeds) plus ``update`` (0-based). ``progress``: a tqdm bar
+    over the updates. With neither, the compiled program has no callback at all.
     Everything is validated here, before tracing.
     """
     config = PPOConfig() if config is None else as_config(config)
+    host_callback = combine_callbacks(
+        on_update, progress, config.num_updates, f"PPO {config.env_name}"
+    )
     env, env_params = make_env(config.env_name, env, env_params)
     vec_env = VecEnv(
         env=env,
@@ -184,6 +194,8 @@ def make_trainer(
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
+        if host_callback is not None:
+            metrics = report_to_host(host_callback, update_index, metrics)
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
         return runner, metrics
 
@@ -250,6 +262,8 @@ def make_train(
     config: PPOConfig | Mapping[str, Any] | None = None,
     env: Any = None,
     env_params: Any = None,
+    on_update: UpdateCallback | None = None,
+    progress: bool = False,
 ) -> Callable[..., TrainOutput]:
     """Return ``train(rng, hyperparams=None) -> TrainOutput`` for ``config``.
 
@@ -257,10 +271,11 @@ def make_train(
     keys). ``env`` / ``env_params``: any gymnax Environment, instead of ``env_name``.
     Everything is validated here, before tracing. ``train`` is pure: jit it, vmap it
     over keys (seeds) and, optionally, over a batched :class:`PPOHyperparams`
-    (a sweep, with no retrace per value). For chunked runs and resuming, see
-    :func:`make_trainer`.
+    (a sweep, with no retrace per value). ``on_update`` / ``progress``: live reports
+    from inside the compiled loop (see :func:`make_trainer`). For chunked runs and
+    resuming, see :func:`make_trainer`.
     """
-    trainer = make_trainer(config, env, env_params)
+    trainer = make_trainer(config, env, env_params, on_update, progress)
 
     def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
         """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""

@@ -1,4 +1,7 @@
-"""Shared test helpers: a tiny custom gymnax env and bitwise pytree comparison."""
+"""Shared test helpers: a tiny custom gymnax env, bitwise pytree comparison, and a
+primitive count of a jaxpr."""
+
+from collections import Counter
 
 import jax
 import jax.numpy as jnp
@@ -43,3 +46,16 @@ def tree_equal(a, b) -> bool:
     return len(leaves_a) == len(leaves_b) and all(
         bool(jnp.array_equal(x, y, equal_nan=True)) for x, y in zip(leaves_a, leaves_b, strict=True)
     )
+
+
+def primitive_counts(jaxpr) -> Counter:
+    """How often each primitive occurs in ``jaxpr``, nested jaxprs (scan bodies...) included."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    counts = Counter()
+    for eqn in jaxpr.eqns:
+        counts[eqn.primitive.name] += 1
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    counts += primitive_counts(sub)
+    return counts
