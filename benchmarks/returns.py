@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ import jax
 import numpy as np
 
 from purejaxppo import PPOConfig, final_return, make_train
-from purejaxppo.stats import summarize
+from purejaxppo.plotting import draw_curve, format_steps
+from purejaxppo.stats import learning_curve, summarize
 
 HERE = Path(__file__).resolve().parent
 CONFIG_DIR = HERE / "configs"
@@ -106,32 +106,6 @@ def verdict(ci_low: float, ci_high: float, reference: float) -> str:
     return "below"
 
 
-def learning_curve(episode_return: np.ndarray, env_steps: np.ndarray) -> dict[str, list]:
-    """Curve of ``[seeds, updates]`` returns averaged into ``CURVE_POINTS`` windows.
-
-    Per window: each seed's NaN-aware mean, then the mean over seeds and a 95% bootstrap
-    band of that mean (same resampled seeds for every window, so the band is smooth).
-    """
-    seeds, updates = episode_return.shape
-    windows = np.array_split(np.arange(updates), min(CURVE_POINTS, updates))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN window: no episode ended
-        per_seed = np.stack([np.nanmean(episode_return[:, w], axis=1) for w in windows], 1)
-        resampled = per_seed[np.random.default_rng(0).integers(0, seeds, (2000, seeds))]
-        band = np.nanquantile(np.nanmean(resampled, axis=1), [0.025, 0.975], axis=0)
-        mean = np.nanmean(per_seed, axis=0)
-    return {
-        "env_steps": [int(env_steps[w[-1]]) for w in windows],
-        "mean": _finite_or_none(mean),
-        "ci_low": _finite_or_none(band[0]),
-        "ci_high": _finite_or_none(band[1]),
-    }
-
-
-def _finite_or_none(values: np.ndarray) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in values]
-
-
 def evaluate_env(
     env_name: str,
     seeds: int,
@@ -166,7 +140,7 @@ def evaluate_env(
         "run_s": run["run_s"],
         "env_steps_per_s": seeds * config.trained_timesteps / run["run_s"],
         "references": references,
-        "curve": learning_curve(run["episode_return"], run["env_steps"]),
+        "curve": learning_curve(run["episode_return"], run["env_steps"], CURVE_POINTS),
         "config": config.to_dict(),
     }
 
@@ -205,46 +179,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _steps(value: float) -> str:
-    """150000 -> '150k', 10000000 -> '10M'."""
-    for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:g}{unit}"
-    return f"{value:g}"
-
-
 def plot_curve(ax, result: dict[str, Any]) -> None:
-    """Mean and 95% band over seeds against env steps, references as dashed lines.
-
-    Windows in which no episode ended (long episodes, e.g. Freeway's 2500 steps) are
-    skipped rather than drawn as gaps."""
-    from matplotlib.ticker import FuncFormatter
-
-    curve = result["curve"]
-    steps = np.asarray(curve["env_steps"], dtype=float)
-
-    def as_array(key: str) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in curve[key]], dtype=float)
-
-    mean, low, high = as_array("mean"), as_array("ci_low"), as_array("ci_high")
-    seen = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
-    ax.plot(steps[seen], mean[seen], color="C0", label=f"ours, mean of {result['seeds']} seeds")
-    ax.fill_between(
-        steps[seen], low[seen], high[seen], color="C0", alpha=0.25, label="95% bootstrap CI"
-    )
+    """The env's learning curve with its references as dashed lines."""
+    title = f"{result['env_name']} ({result['trained_timesteps']:,} steps)"
+    draw_curve(ax, result["curve"], result["seeds"], title)
     for i, ref in enumerate(result["references"]):
         ax.axhline(
             ref["return"],
             color=f"C{i + 1}",
             ls="--",
             lw=1,
-            label=f"{ref['label']} at {_steps(ref['timesteps'])} steps",
+            label=f"{ref['label']} at {format_steps(ref['timesteps'])} steps",
         )
-    ax.set_title(f"{result['env_name']} ({result['trained_timesteps']:,} steps)")
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _steps(x) if x > 0 else "0"))
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="best")
 
 

@@ -6,6 +6,7 @@ seeds, e.g. ``final_return(out.metrics["episode_return"])`` of shape ``[seeds]``
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -83,3 +84,34 @@ def summarize(scores: np.ndarray) -> ReturnSummary:
         std=float(scores.std()),
         num_seeds=int(scores.size),
     )
+
+
+def learning_curve(
+    episode_return: np.ndarray, env_steps: np.ndarray, points: int = 100
+) -> dict[str, list]:
+    """A ``[seeds, updates]`` return history averaged into at most ``points`` windows.
+
+    Per window: each seed's NaN-aware mean, then the mean over seeds and a 95% bootstrap
+    band of that mean (the same resampled seeds for every window, so the band is smooth).
+    ``env_steps`` ``[updates]``: the x value of each update. Windows in which no episode
+    ended anywhere are ``None`` (JSON-ready lists).
+    """
+    episode_return = np.asarray(episode_return, dtype=np.float64)
+    seeds, updates = episode_return.shape
+    windows = np.array_split(np.arange(updates), min(points, updates))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN window: no episode ended
+        per_seed = np.stack([np.nanmean(episode_return[:, w], axis=1) for w in windows], 1)
+        resampled = per_seed[np.random.default_rng(0).integers(0, seeds, (2000, seeds))]
+        band = np.nanquantile(np.nanmean(resampled, axis=1), [0.025, 0.975], axis=0)
+        mean = np.nanmean(per_seed, axis=0)
+    return {
+        "env_steps": [int(env_steps[w[-1]]) for w in windows],
+        "mean": _finite_or_none(mean),
+        "ci_low": _finite_or_none(band[0]),
+        "ci_high": _finite_or_none(band[1]),
+    }
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]

@@ -1,0 +1,300 @@
+"""The command line: ``purejaxppo train`` and ``purejaxppo evaluate``.
+
+Also ``python -m purejaxppo``; with no command (or only flags) it trains.
+
+    purejaxppo train [--env CartPole-v1] [--seeds 4] [--total-timesteps 5e5]
+                     [--config FILE.json|.yaml] [--FIELD VALUE ...] [--out runs/NAME]
+                     [--no-progress]
+    purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic]
+
+Every ``PPOConfig`` field is a flag (``--lr 1e-3``, ``--normalize-obs true``,
+``--hidden-sizes 128,128``); flags override the config file, which overrides the
+defaults. A run folder holds ``config.json``, ``metrics.npz`` (every metric,
+``[seeds, updates]``), ``summary.json``, ``learning_curve.png`` and ``checkpoint/``
+(the whole final training state, for ``evaluate`` or for resuming). Bad input is one
+line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+DEFAULT_SEEDS = 4
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad input as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class UsageError(ValueError):
+    """Bad input found after parsing: one line on stderr, exit 2."""
+
+
+def _field_parser(field: dataclasses.Field) -> Any:
+    """Text -> value for one PPOConfig field (the config itself validates ranges)."""
+    kind = str(field.type)
+
+    def parse(text: str) -> Any:
+        if kind == "bool":
+            if text.lower() in ("true", "1", "yes"):
+                return True
+            if text.lower() in ("false", "0", "no"):
+                return False
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        if text.lower() == "none" and "None" in kind:
+            return None
+        try:
+            if kind.startswith("tuple"):
+                return tuple(int(part) for part in text.split(","))
+            if kind == "int":
+                return int(float(text)) if float(text).is_integer() else float(text)
+            if kind.startswith("float"):
+                return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind} value, got {text!r}") from None
+        return text
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from purejaxppo.config import PPOConfig
+
+    parser = _Parser(prog="purejaxppo", description="Train and evaluate PPO on gymnax envs.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train vmapped seeds and save a run folder")
+    train.add_argument("--env", dest="env_name", help="gymnax env name (default CartPole-v1)")
+    train.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds trained at once")
+    train.add_argument("--config", type=Path, help="a .json or .yaml file of PPOConfig fields")
+    train.add_argument("--out", type=Path, help="run folder (default runs/ENV_TIME)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fields = train.add_argument_group("PPOConfig fields (override --config)")
+    for field in dataclasses.fields(PPOConfig):
+        if field.name == "env_name":
+            continue
+        fields.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            type=_field_parser(field),
+            metavar=str(field.type).upper().replace(" ", ""),
+            help=f"default {field.default!r}",
+        )
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved run's final policies")
+    evaluate.add_argument("--run", type=Path, required=True, help="a folder written by train")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes per seed")
+    evaluate.add_argument(
+        "--stochastic", action="store_true", help="sample actions (default: the mode)"
+    )
+    return parser
+
+
+def _load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise UsageError(f"--config {path}: expected a .json, .yaml or .yml file")
+    except (json.JSONDecodeError, ImportError, ValueError) as error:
+        if isinstance(error, UsageError):
+            raise
+        raise UsageError(f"--config {path}: cannot parse: {error}".splitlines()[0]) from error
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path}: expected a mapping of config fields")
+    return data
+
+
+def resolve_config(args: argparse.Namespace) -> Any:
+    """Defaults < config file < flags, validated by ``PPOConfig``."""
+    from purejaxppo.config import PPOConfig
+
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        values.update(PPOConfig.from_dict(_load_config_file(args.config)).to_dict())
+    for field in dataclasses.fields(PPOConfig):
+        flag_value = getattr(args, field.name, None)
+        if flag_value is not None:
+            values[field.name] = flag_value
+    return PPOConfig.from_dict(values)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    from purejaxppo.checkpoint import save_checkpoint
+    from purejaxppo.stats import learning_curve, summarize
+    from purejaxppo.train import final_return, make_trainer
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
+    try:
+        config = resolve_config(args)
+        trainer = make_trainer(config, progress=not args.no_progress)
+    except ValueError as error:  # invalid config values, unknown env
+        raise UsageError(str(error)) from error
+    out = args.out or Path("runs") / f"{config.env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"--out {out} exists and is not empty; pick a new run folder")
+    keys = jax.random.split(jax.random.key(0), args.seeds)
+    print(
+        f"Training PPO on {config.env_name}: {args.seeds} seeds x "
+        f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
+        flush=True,
+    )
+
+    def run_vmapped(keys):
+        return jax.vmap(lambda k: trainer.run(trainer.init(k), config.num_updates))(keys)
+
+    start = time.perf_counter()
+    compiled = jax.jit(run_vmapped).lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(compiled(keys))
+    run_s = time.perf_counter() - start
+
+    metrics = {name: np.asarray(value) for name, value in metrics.items()}
+    scores = final_return(metrics["episode_return"])
+    finished = np.isfinite(scores)
+    summary = summarize(scores) if finished.all() else None
+    sps = args.seeds * config.trained_timesteps / run_s
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    np.savez_compressed(out / "metrics.npz", **metrics)
+    save_checkpoint(out / "checkpoint", state, config)
+    report = {
+        "env_name": config.env_name,
+        "seeds": args.seeds,
+        "trained_timesteps": config.trained_timesteps,
+        "final_return": scores.tolist(),
+        "summary": summary._asdict() if summary else None,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "env_steps_per_s": sps,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+    }
+    (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
+    curve = learning_curve(metrics["episode_return"], metrics["env_steps"][0])
+    _plot(curve, args.seeds, f"PPO on {config.env_name}", out / "learning_curve.png")
+
+    print(
+        f"\n{'env':<20} {'seeds':>5} {'final return':>12} {'IQM':>9} {'95% CI':>21} "
+        f"{'steps/s':>11} {'compile':>8} {'run':>8}"
+    )
+    if summary is None:  # not an error: the run is saved, it was just too short to score
+        mean = iqm = float("nan")
+        ci = f"no episode ended ({int((~finished).sum())} seed(s))"
+    else:
+        mean, iqm, ci = summary.mean, summary.iqm, f"[{summary.ci_low:.1f}, {summary.ci_high:.1f}]"
+    print(
+        f"{config.env_name:<20} {args.seeds:>5} {mean:>12.1f} {iqm:>9.1f} "
+        f"{ci:>21} {sps:>11,.0f} {compile_s:>7.1f}s {run_s:>7.1f}s"
+    )
+    print("per seed: " + " ".join(f"{score:.1f}" for score in scores))
+    print(f"wrote {out}/: config.json metrics.npz summary.json learning_curve.png checkpoint/")
+    return 0
+
+
+def _plot(curve: dict[str, list], seeds: int, title: str, path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib not installed: no learning_curve.png", file=sys.stderr)
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from purejaxppo.plotting import draw_curve
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    draw_curve(ax, curve, seeds, title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+
+    from purejaxppo.checkpoint import CheckpointError, load_checkpoint
+    from purejaxppo.config import PPOConfig
+    from purejaxppo.evaluate import evaluate
+    from purejaxppo.stats import summarize
+    from purejaxppo.train import make_trainer
+
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be a positive integer, got {args.episodes}")
+    if not (args.run / "summary.json").is_file():
+        raise UsageError(f"--run {args.run} is not a run folder written by 'purejaxppo train'")
+    try:
+        config = PPOConfig.from_dict(json.loads((args.run / "config.json").read_text()))
+        seeds = json.loads((args.run / "summary.json").read_text())["seeds"]
+        trainer = make_trainer(config)
+    except (ValueError, KeyError, OSError) as error:
+        raise UsageError(f"--run {args.run}: unreadable run folder: {error}") from error
+    try:
+        state = load_checkpoint(args.run / "checkpoint", trainer, batch_shape=(seeds,))
+    except CheckpointError as error:
+        raise UsageError(str(error)) from error
+    output = trainer.output(state, {})
+
+    def evaluate_seed(out, key):
+        return evaluate(out, config, key, args.episodes, deterministic=not args.stochastic)
+
+    keys = jax.random.split(jax.random.key(1), seeds)
+    result = jax.jit(jax.vmap(evaluate_seed))(output, keys)
+    per_seed = np.asarray(result.episode_return).mean(axis=1)
+    summary = summarize(per_seed)
+    mode = "sampled" if args.stochastic else "greedy"
+    print(
+        f"{config.env_name}: {seeds} seeds x {args.episodes} {mode} episodes: mean return "
+        f"{summary.mean:.1f}, IQM {summary.iqm:.1f}, 95% CI [{summary.ci_low:.1f}, "
+        f"{summary.ci_high:.1f}], mean length {float(np.mean(result.episode_length)):.1f}"
+    )
+    print("per seed: " + " ".join(f"{score:.1f}" for score in per_seed))
+    report = {
+        "episodes_per_seed": args.episodes,
+        "deterministic": not args.stochastic,
+        "mean_return_per_seed": per_seed.tolist(),
+        "summary": summary._asdict(),
+        "episode_return": np.asarray(result.episode_return).tolist(),
+        "episode_length": np.asarray(result.episode_length).tolist(),
+    }
+    (args.run / f"eval_{mode}.json").write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["train", *argv]  # `python -m purejaxppo [--flags]` trains
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            return evaluate_command(args)
+        return train_command(args)
+    except UsageError as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
