@@ -81,6 +81,8 @@ class PPOConfig:
     kl_beta_init: float = 1.0
     clip_eps_final: float | None = None
     target_kl: float | None = None
+    eval_every: int | None = None
+    eval_episodes: int = 16
 
     def __post_init__(self) -> None:
         for name in (
@@ -89,8 +91,11 @@ class PPOConfig:
             "num_steps",
             "update_epochs",
             "num_minibatches",
+            "eval_episodes",
         ):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
+        if self.eval_every is not None:
+            object.__setattr__(self, "eval_every", _positive_int("eval_every", self.eval_every))
         for name in (
             "anneal_lr",
             "normalize_advantages",

@@ -35,7 +35,7 @@ def _params_and_obs_stats(trained: Any) -> tuple[Any, RunningMeanStd | None]:
     return trained, None
 
 
-def _policy_fn(
+def policy_fn(
     config: PPOConfig, vec_env: VecEnv, trained: Any, obs_stats: RunningMeanStd | None
 ) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
     """``act(obs [..., *obs_shape], rng=None) -> env action``; see :func:`make_policy`."""
@@ -86,7 +86,7 @@ def make_policy(
     config = as_config(config)
     env, env_params = make_env(config.env_name, env, env_params)
     vec_env = VecEnv(env=env, env_params=env_params, num_envs=1)
-    return jax.jit(_policy_fn(config, vec_env, trained, obs_stats))
+    return jax.jit(policy_fn(config, vec_env, trained, obs_stats))
 
 
 def evaluate(
@@ -113,14 +113,25 @@ def evaluate(
         raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
     env, env_params = make_env(config.env_name, env, env_params)
     if max_steps is None:
-        max_steps = getattr(env_params, "max_steps_in_episode", None)
-        if max_steps is None:
-            raise ValueError(f"{config.env_name} has no max_steps_in_episode: pass max_steps")
+        max_steps = episode_limit(config.env_name, env_params)
     vec_env = VecEnv(env=env, env_params=env_params, num_envs=num_episodes)
-    act = _policy_fn(config, vec_env, trained, obs_stats)
+    act = policy_fn(config, vec_env, trained, obs_stats)
 
+    return run_episodes(vec_env, act, rng, max_steps, deterministic)
+
+
+def run_episodes(
+    vec_env: VecEnv,
+    act: Callable[[jax.Array, jax.Array | None], jax.Array],
+    rng: jax.Array,
+    max_steps: int,
+    deterministic: bool = True,
+) -> EvalResult:
+    """Each of ``vec_env.num_envs`` envs plays its first episode with ``act`` (raw
+    observations in, env actions out) for at most ``max_steps`` steps."""
+    num_episodes = vec_env.num_envs
     reset_key, rng = jax.random.split(rng)
-    obs, state = vec_env.reset(reset_key)  # raw obs: VecEnv normalises nothing here
+    obs, state = vec_env.reset(reset_key)
 
     class Carry(NamedTuple):
         obs: jax.Array
@@ -151,3 +162,11 @@ def evaluate(
     )
     final, _ = jax.lax.scan(step, start, jax.random.split(rng, max_steps))
     return EvalResult(final.episode_return, final.episode_length)
+
+
+def episode_limit(env_name: str, env_params: Any) -> int:
+    """The env's ``max_steps_in_episode`` (where gymnax truncates)."""
+    max_steps = getattr(env_params, "max_steps_in_episode", None)
+    if max_steps is None:
+        raise ValueError(f"{env_name} has no max_steps_in_episode: pass max_steps")
+    return int(max_steps)

@@ -131,6 +131,7 @@ def make_trainer(
     )
     network = build_network(config, vec_env)
     obs_shape = vec_env.obs_shape
+    evaluate_now = _make_periodic_evaluation(config, env, env_params)
     batch_size = config.batch_size
 
     def update_step(
@@ -194,6 +195,13 @@ def make_trainer(
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
+        if evaluate_now is not None:
+            # fold_in leaves runner.rng unconsumed: training is the same with or without it
+            eval_key = jax.random.fold_in(runner.rng, update_index)
+            due = (update_index + 1) % config.eval_every == 0
+            metrics["eval_return"], metrics["eval_length"] = jax.lax.cond(
+                due, evaluate_now, _no_evaluation, train_state, runner.env_state, eval_key
+            )
         if host_callback is not None:
             metrics = report_to_host(host_callback, update_index, metrics)
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
@@ -224,6 +232,30 @@ def make_trainer(
         return state._replace(runner=runner, update_index=state.update_index + num_updates), metrics
 
     return Trainer(config=config, vec_env=vec_env, network=network, init=init, run=run)
+
+
+def _make_periodic_evaluation(config: PPOConfig, env: Any, env_params: Any) -> Callable | None:
+    """``(train_state, env_state, key) -> (mean return, mean length)`` of
+    ``config.eval_episodes`` greedy episodes, or None when ``eval_every`` is unset."""
+    if config.eval_every is None:
+        return None
+    from purejaxppo.evaluate import episode_limit, policy_fn, run_episodes  # evaluate imports us
+
+    eval_env = VecEnv(env=env, env_params=env_params, num_envs=config.eval_episodes)
+    max_steps = episode_limit(config.env_name, env_params)
+
+    def evaluate_now(
+        train_state: TrainState, env_state: VecEnvState, key: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        act = policy_fn(config, eval_env, train_state.params, env_state.obs_stats)
+        result = run_episodes(eval_env, act, key, max_steps)
+        return result.episode_return.mean(), result.episode_length.mean(dtype=jnp.float32)
+
+    return evaluate_now
+
+
+def _no_evaluation(*_: Any) -> tuple[jax.Array, jax.Array]:
+    return jnp.float32(jnp.nan), jnp.float32(jnp.nan)
 
 
 class TrainerState(NamedTuple):

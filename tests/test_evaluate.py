@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ConstantRewardEnv
+from conftest import ConstantRewardEnv, tree_equal
 
 from purejaxppo import PPOConfig, evaluate, make_policy, make_train
 from purejaxppo.envs import make_env
@@ -93,3 +93,33 @@ def test_evaluate_rejects_bad_episode_counts(cartpole_output):
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="num_episodes must be a positive integer"):
             evaluate(cartpole_output, CARTPOLE, jax.random.key(0), num_episodes=bad)
+
+
+def test_periodic_evaluation_reports_without_changing_training():
+    config = PPOConfig(env_name="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=512)
+    keys = jax.random.split(jax.random.key(0), 2)
+    plain = jax.jit(jax.vmap(make_train(config)))(keys)
+    with_eval = jax.jit(jax.vmap(make_train(config.replace(eval_every=2, eval_episodes=3))))(keys)
+    assert tree_equal(plain.train_state.params, with_eval.train_state.params)
+    assert tree_equal(plain.metrics["total_loss"], with_eval.metrics["total_loss"])
+    due = np.isfinite(np.asarray(with_eval.metrics["eval_return"]))
+    np.testing.assert_array_equal(due, [[False, True, False, True]] * 2)  # updates 2 and 4
+    returns = np.asarray(with_eval.metrics["eval_return"])[due]
+    lengths = np.asarray(with_eval.metrics["eval_length"])[due]
+    np.testing.assert_array_equal(returns, lengths)  # CartPole: reward 1 per step
+
+
+def test_periodic_evaluation_value_on_a_known_env():
+    env = ConstantRewardEnv()  # every episode: 5 steps, return 5, whatever the policy
+    config = PPOConfig(env_name="custom", num_envs=2, num_steps=8, total_timesteps=48)
+    out = make_train(config.replace(eval_every=3, eval_episodes=4), env=env)(jax.random.key(0))
+    np.testing.assert_array_equal(out.metrics["eval_return"], [np.nan, np.nan, 5.0])
+    np.testing.assert_array_equal(out.metrics["eval_length"], [np.nan, np.nan, 5.0])
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"), [("eval_every", 0), ("eval_every", 1.5), ("eval_episodes", 0)]
+)
+def test_periodic_evaluation_fields_are_validated(field, bad):
+    with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
+        PPOConfig(**{field: bad})
