@@ -61,7 +61,9 @@ def _field_parser(field: dataclasses.Field) -> Any:
             if kind.startswith("float"):
                 return float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind} value, got {text!r}") from None
+            expected = {"int": "an integer", "tuple[int, ...]": "comma-separated integers"}
+            wanted = expected.get(kind, "a number")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
         return text
 
     return parse

@@ -59,7 +59,8 @@ def test_config_file_then_flags(tmp_path, capsys):
     [
         (["train", "--bogus", "3"], "error: unrecognized arguments: --bogus 3"),
         (["train", "--lr", "-1"], "error: lr must be a finite number"),
-        (["train", "--lr", "fast"], "error: argument --lr: expected a float value, got 'fast'"),
+        (["train", "--lr", "fast"], "error: argument --lr: expected a number, got 'fast'"),
+        (["train", "--hidden-sizes", "64,x"], "expected comma-separated integers, got '64,x'"),
         (["train", "--normalize-obs", "maybe"], "expected true or false, got 'maybe'"),
         (["train", "--env", "Cartpole"], "error: env_name='Cartpole' is not a registered"),
         (["train", "--seeds", "0"], "error: --seeds must be a positive integer, got 0"),
