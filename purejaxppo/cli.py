@@ -2,7 +2,7 @@
 
 Also ``python -m purejaxppo``; with no command (or only flags) it trains.
 
-    purejaxppo train [--env CartPole-v1] [--seeds 4] [--total-timesteps 5e5]
+    purejaxppo train [--env CartPole-v1] [--seeds 4] [--seed 0] [--total-timesteps 5e5]
                      [--config FILE.json|.yaml] [--FIELD VALUE ...] [--out runs/NAME]
                      [--no-progress]
     purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic]
@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train vmapped seeds and save a run folder")
     train.add_argument("--env", dest="env_name", help="gymnax env name (default CartPole-v1)")
     train.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds trained at once")
+    train.add_argument("--seed", type=int, default=0, help="base seed: keys are split from it")
     train.add_argument("--config", type=Path, help="a .json or .yaml file of PPOConfig fields")
     train.add_argument("--out", type=Path, help="run folder (default runs/ENV_TIME)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -156,7 +157,7 @@ def train_command(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{config.env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} exists and is not empty; pick a new run folder")
-    keys = jax.random.split(jax.random.key(0), args.seeds)
+    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
     print(
         f"Training PPO on {config.env_name}: {args.seeds} seeds x "
         f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
@@ -185,6 +186,7 @@ def train_command(args: argparse.Namespace) -> int:
     report = {
         "env_name": config.env_name,
         "seeds": args.seeds,
+        "base_seed": args.seed,
         "trained_timesteps": config.trained_timesteps,
         "final_return": scores.tolist(),
         "summary": summary._asdict() if summary else None,

@@ -28,6 +28,7 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert metrics["episode_return"].shape == metrics["total_loss"].shape == (2, updates)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["seeds"] == 2 and len(summary["final_return"]) == 2
+    assert summary["base_seed"] == 0
     low, high = summary["summary"]["ci_low"], summary["summary"]["ci_high"]
     assert low <= summary["summary"]["mean"] <= high
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
