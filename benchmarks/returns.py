@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from bench_util import machine, time_compiled
 
 from purejaxppo import PPOConfig, final_return, make_train
 from purejaxppo.plotting import draw_curve, format_steps
@@ -83,17 +81,12 @@ def train_seeds(config: PPOConfig, seeds: int) -> dict[str, Any]:
         metrics = make_train(config)(rng).metrics
         return metrics["episode_return"], metrics["env_steps"]
 
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(returns_only)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    episode_return, env_steps = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
+    (episode_return, env_steps), timing = time_compiled(jax.vmap(returns_only), keys)
     return {
         "episode_return": np.asarray(episode_return, dtype=np.float64),
         "env_steps": np.asarray(env_steps[0]),
-        "compile_s": compile_s,
-        "run_s": run_s,
+        "compile_s": timing["compile_s"],
+        "run_s": timing["run_s_median"],
     }
 
 
@@ -142,18 +135,6 @@ def evaluate_env(
         "references": references,
         "curve": learning_curve(run["episode_return"], run["env_steps"], CURVE_POINTS),
         "config": config.to_dict(),
-    }
-
-
-def machine() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": getattr(device, "device_kind", str(device)),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
     }
 
 

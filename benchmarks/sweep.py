@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_util import machine, time_compiled
 
 from purejaxppo import PPOConfig, final_return, make_train
 
@@ -45,18 +45,18 @@ def run_sweep(
         return train(rng, hps).metrics["episode_return"]
 
     over_seeds = jax.vmap(counted_train, in_axes=(0, None))
-    over_grid = jax.jit(jax.vmap(over_seeds, in_axes=(None, 0)))
-    start = time.perf_counter()
-    compiled = over_grid.lower(keys, hyperparams).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    returns = np.asarray(jax.block_until_ready(compiled(keys, hyperparams)))
-    run_s = time.perf_counter() - start
+    over_grid = jax.vmap(over_seeds, in_axes=(None, 0))
+    returns, timing = time_compiled(over_grid, keys, hyperparams)
+    returns = np.asarray(returns)
     if len(traces) != 1:
         raise RuntimeError(f"train was traced {len(traces)} times for one sweep; expected 1")
 
     final = final_return(returns).reshape(len(learning_rates), len(ent_coefs), seeds)
-    return final, {"compile_s": compile_s, "run_s": run_s, "traces": len(traces)}
+    return final, {
+        "compile_s": timing["compile_s"],
+        "run_s": timing["run_s_median"],
+        "traces": len(traces),
+    }
 
 
 def plot(final: np.ndarray, learning_rates, ent_coefs, title: str, path: Path) -> None:
@@ -119,9 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seeds": args.seeds,
         "final_return": final.tolist(),
         "timing": timing,
-        "backend": jax.default_backend(),
-        "device": jax.devices()[0].device_kind,
-        "jax": jax.__version__,
+        **{key: machine()[key] for key in ("backend", "device", "jax")},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"sweep_{config.env_name}_{jax.default_backend()}" + ("_quick" if args.quick else "")

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
+from bench_util import machine, time_compiled
 
 from purejaxppo import PPOConfig, VecEnv, make_env, make_train
 
@@ -111,26 +108,15 @@ def make_random_rollout(config: PPOConfig):
     return run
 
 
-def time_compiled(fn, keys: jax.Array, repeats: int) -> dict[str, Any]:
-    """Compile ``jit(vmap(fn))`` ahead of time, warm up once, time ``repeats`` calls."""
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(fn)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(keys))  # warm-up
-    run_s = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(keys))
-        run_s.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
-
-
 def measure(case: Case, repeats: int) -> dict[str, Any]:
     keys = jax.random.split(jax.random.key(0), case.seeds)
     steps = case.seeds * case.config.trained_timesteps
     on_update = (lambda metrics: None) if case.on_update else None
-    train = time_compiled(make_train(case.config, on_update=on_update), keys, repeats)
-    floor = time_compiled(make_random_rollout(case.config), keys, repeats)
+    train_fn = jax.vmap(make_train(case.config, on_update=on_update))
+    _, train = time_compiled(train_fn, keys, repeats=repeats, warmup=True)
+    _, floor = time_compiled(
+        jax.vmap(make_random_rollout(case.config)), keys, repeats=repeats, warmup=True
+    )
     train_sps = steps / train["run_s_median"]
     env_sps = steps / floor["run_s_median"]
     return {
@@ -147,18 +133,6 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
         "env_sps": env_sps,
         "train_over_env": train_sps / env_sps,
         "config": case.config.to_dict(),
-    }
-
-
-def machine() -> dict[str, Any]:
-    device = jax.devices()[0]
-    return {
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-        "device": getattr(device, "device_kind", str(device)),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
     }
 
 

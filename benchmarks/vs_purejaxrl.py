@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 import types
 from pathlib import Path
 from typing import Any
 
 import jax
+from bench_util import machine, time_compiled
 
 from purejaxppo import PPOConfig, make_train
 
@@ -84,19 +81,6 @@ def load_purejaxrl_make_train(purejaxrl_dir: Path):
     return ppo.make_train
 
 
-def time_compiled(train, rng, repeats: int) -> dict[str, Any]:
-    start = time.perf_counter()
-    compiled = jax.jit(train).lower(rng).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(rng))  # warm-up
-    run_s = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(rng))
-        run_s.append(time.perf_counter() - start)
-    return {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--purejaxrl-dir", type=Path, required=True)
@@ -113,11 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = jax.random.key(0)
     theirs_make_train = load_purejaxrl_make_train(args.purejaxrl_dir.resolve())
     # PureJaxRL uses raw uint32 keys; the typed key above is only for ours.
-    theirs = time_compiled(
-        theirs_make_train(dict(purejaxrl_config)), jax.random.PRNGKey(0), args.repeats
+    _, theirs = time_compiled(
+        theirs_make_train(dict(purejaxrl_config)),
+        jax.random.PRNGKey(0),
+        repeats=args.repeats,
+        warmup=True,
     )
     config = PPOConfig.from_dict(purejaxrl_config)
-    ours = time_compiled(make_train(config), rng, args.repeats)
+    _, ours = time_compiled(make_train(config), rng, repeats=args.repeats, warmup=True)
     report = {
         "config": purejaxrl_config,
         "trained_timesteps": config.trained_timesteps,
@@ -125,13 +112,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "purejaxrl": theirs,
         "run_speedup": theirs["run_s_median"] / ours["run_s_median"],
         "compile_speedup": theirs["compile_s"] / ours["compile_s"],
-        "machine": {
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
-            "device": jax.devices()[0].device_kind,
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": machine(),
     }
     for name in ("purejaxppo", "purejaxrl"):
         side = report[name]

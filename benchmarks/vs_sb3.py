@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from bench_util import machine, time_compiled
 
 from purejaxppo import PPOConfig, final_return, make_train
 from purejaxppo.stats import summarize
@@ -88,15 +87,10 @@ def _episode_ends(monitored_env, num_envs: int) -> list[tuple[int, float]]:
 def ours(config: PPOConfig, seeds: int) -> dict[str, Any]:
     """All seeds in one compiled vmapped call: compile and run timed apart."""
     keys = jax.random.split(jax.random.key(0), seeds)
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(make_train(config))).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    out = jax.block_until_ready(compiled(keys))
-    run_s = time.perf_counter() - start
+    out, timing = time_compiled(jax.vmap(make_train(config)), keys)
     return {
-        "compile_s": compile_s,
-        "run_s": run_s,
+        "compile_s": timing["compile_s"],
+        "run_s": timing["run_s_median"],
         "final_return": final_return(out.metrics["episode_return"]).tolist(),
     }
 
@@ -150,12 +144,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "config": config.to_dict(),
         "machine": {
-            "jax": jax.__version__,
+            **machine(),
             "torch": __import__("torch").__version__,
             "stable_baselines3": stable_baselines3.__version__,
-            "backend": jax.default_backend(),
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
         },
     }
     report["speedup"] = report["purejaxppo"]["sps"] / report["sb3"]["sps"]

@@ -1,0 +1,44 @@
+"""What every benchmark script shares: the machine description and compile/run timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+
+def machine() -> dict[str, Any]:
+    """The JSON description of where a benchmark ran."""
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": jax.devices()[0].device_kind,
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def time_compiled(
+    fn: Callable[..., Any], *args: Any, repeats: int = 1, warmup: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """Compile ``jax.jit(fn)`` for ``args`` ahead of time, then time ``repeats`` calls
+    (after one untimed warm-up call if ``warmup``). Returns the last call's output and
+    ``{"compile_s", "run_s": [per call], "run_s_median"}``."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    if warmup:
+        jax.block_until_ready(compiled(*args))
+    run_s = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        output = jax.block_until_ready(compiled(*args))
+        run_s.append(time.perf_counter() - start)
+    timing = {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
+    return output, timing
