@@ -38,7 +38,8 @@ def _to_storable(state: TrainerState) -> Any:
 
 
 def _is_key(x: Any) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    """A typed PRNG key array, or the abstract shape of one."""
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _file_hashes(folder: Path) -> dict[str, str]:
@@ -149,11 +150,7 @@ def load_checkpoint(
             f"{batch_shape}?): {error}"
         ) from error
     return jax.tree.map(
-        lambda stored, like: jax.random.wrap_key_data(stored) if _is_key_like(like) else stored,
+        lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
         restored,
         target,
     )
-
-
-def _is_key_like(x: Any) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
