@@ -25,6 +25,7 @@ from purejaxppo.losses import (
     value_loss,
 )
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
+from purejaxppo.rollout import Transition
 from purejaxppo.train import (
     Trainer,
     TrainerState,
@@ -50,6 +51,7 @@ __all__ = [
     "TrainOutput",
     "Trainer",
     "TrainerState",
+    "Transition",
     "VecEnv",
     "VecEnvState",
     "__version__",

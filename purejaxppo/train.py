@@ -134,16 +134,19 @@ def make_trainer(
     evaluate_now = _make_periodic_evaluation(config, env, env_params)
     batch_size = config.batch_size
 
-    def update_step(
-        hyperparams: PPOHyperparams, runner: RunnerState, update_index: jax.Array
-    ) -> tuple[RunnerState, dict[str, jax.Array]]:
-        learning_rate = learning_rate_at(config, hyperparams.lr, update_index)
-        runner = runner._replace(
-            train_state=set_optimizer_hyperparams(runner.train_state, learning_rate)
+    def collect(state: TrainerState) -> tuple[TrainerState, Transition]:
+        """Act ``num_steps`` steps in every env with the current policy: ``Transition[T, N]``."""
+        runner, traj = collect_rollout(
+            vec_env, config.num_steps, state.hyperparams.gamma, state.runner
         )
-        runner, traj = collect_rollout(vec_env, config.num_steps, hyperparams.gamma, runner)
+        return state._replace(runner=runner), traj
 
-        params = runner.train_state.params
+    def make_batch(state: TrainerState, traj: Transition) -> Batch:
+        """GAE advantages and value targets for ``traj``, flattened to a ``Batch[T * N]``.
+
+        Bootstraps with the current critic: call it on the state ``collect`` returned.
+        """
+        params = state.runner.train_state.params
         next_values = network.apply(params, traj.step.final_obs, method=network.value)
         advantages, targets = compute_gae(
             rewards=traj.step.reward,
@@ -151,8 +154,8 @@ def make_trainer(
             next_values=next_values,
             terminations=traj.step.terminated,
             dones=traj.step.done,
-            gamma=hyperparams.gamma,
-            gae_lambda=hyperparams.gae_lambda,
+            gamma=state.hyperparams.gamma,
+            gae_lambda=state.hyperparams.gae_lambda,
         )
         batch = Batch(
             traj.obs,
@@ -163,8 +166,18 @@ def make_trainer(
             advantages,
             targets,
         )
-        batch = jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), batch)
+        return jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), batch)
 
+    def learn(
+        state: TrainerState, traj: Transition, batch: Batch | None = None
+    ) -> tuple[TrainerState, dict[str, jax.Array]]:
+        """One PPO update on ``traj`` (``batch`` defaults to ``make_batch(state, traj)``):
+        ``update_epochs x num_minibatches`` gradient steps, then this update's metrics."""
+        runner, hyperparams, update_index = state.runner, state.hyperparams, state.update_index
+        if batch is None:
+            batch = make_batch(state, traj)
+        learning_rate = learning_rate_at(config, hyperparams.lr, update_index)
+        train_state = set_optimizer_hyperparams(runner.train_state, learning_rate)
         coefficients = LossCoefficients(
             clip_eps=clip_eps_at(config, hyperparams.clip_eps, update_index),
             vf_coef=hyperparams.vf_coef,
@@ -172,9 +185,7 @@ def make_trainer(
             kl_beta=runner.kl_beta,
         )
         rng, update_key = jax.random.split(runner.rng)
-        train_state, info = update_policy(
-            config, coefficients, runner.train_state, batch, update_key
-        )
+        train_state, info = update_policy(config, coefficients, train_state, batch, update_key)
         kl = policy_kl(network, batch.policy_params, train_state.params, batch.obs)
         kl_beta = runner.kl_beta
         if config.policy_objective == "kl_penalty":
@@ -191,7 +202,7 @@ def make_trainer(
             "kl": kl,
             "grad_norm": info.grad_norm,
             "minibatches_done": info.minibatches_done,
-            "explained_variance": explained_variance(traj.value, targets),
+            "explained_variance": explained_variance(batch.value, batch.target),
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
@@ -205,7 +216,7 @@ def make_trainer(
         if host_callback is not None:
             metrics = report_to_host(host_callback, update_index, metrics)
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
-        return runner, metrics
+        return TrainerState(runner, hyperparams, update_index + 1), metrics
 
     def init(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainerState:
         if hyperparams is None:
@@ -224,14 +235,18 @@ def make_trainer(
         num_updates = int(num_updates)
         if num_updates < 1:
             raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
-        runner, metrics = jax.lax.scan(
-            lambda r, k: update_step(state.hyperparams, r, k),
-            state.runner,
-            state.update_index + jnp.arange(num_updates, dtype=jnp.int32),
-        )
-        return state._replace(runner=runner, update_index=state.update_index + num_updates), metrics
+        return jax.lax.scan(lambda s, _: learn(*collect(s)), state, None, length=num_updates)
 
-    return Trainer(config=config, vec_env=vec_env, network=network, init=init, run=run)
+    return Trainer(
+        config=config,
+        vec_env=vec_env,
+        network=network,
+        init=init,
+        run=run,
+        collect=collect,
+        make_batch=make_batch,
+        learn=learn,
+    )
 
 
 def _make_periodic_evaluation(config: PPOConfig, env: Any, env_params: Any) -> Callable | None:
@@ -277,13 +292,21 @@ class Trainer:
     ``run(state, num_updates) -> (state, metrics)``, both pure (jit ``run`` with
     ``static_argnums=1``; vmap both over seeds). Running ``N`` updates at once or as
     ``N/2`` and ``N/2`` gives bit-identical parameters and metrics; schedules follow
-    ``config.num_updates`` either way."""
+    ``config.num_updates`` either way.
+
+    One update, in the pieces ``run`` is made of (to look inside one, e.g. in a notebook):
+    ``collect(state) -> (state, Transition[T, N])``, ``make_batch(state, traj) ->
+    Batch[T * N]`` (GAE) and ``learn(state, traj, batch=None) -> (state, metrics)``;
+    ``learn(*collect(state))`` is exactly one step of ``run``."""
 
     config: PPOConfig
     vec_env: VecEnv
     network: ActorCritic
     init: Callable[..., TrainerState]
     run: Callable[[TrainerState, int], tuple[TrainerState, dict[str, jax.Array]]]
+    collect: Callable[[TrainerState], tuple[TrainerState, Transition]]
+    make_batch: Callable[[TrainerState, Transition], Batch]
+    learn: Callable[..., tuple[TrainerState, dict[str, jax.Array]]]
 
     def output(self, state: TrainerState, metrics: dict[str, jax.Array]) -> TrainOutput:
         """The :class:`TrainOutput` of a (possibly chunked) run."""

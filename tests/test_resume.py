@@ -50,6 +50,24 @@ def test_chunks_equal_one_run_and_make_train(trainer, run_chunk, uninterrupted):
     assert tree_equal(out.train_state.params, state.runner.train_state.params)
 
 
+def test_collect_then_learn_is_one_step_of_run(trainer, run_chunk, uninterrupted):
+    state, metrics = uninterrupted
+    first, _ = run_chunk(trainer.init(jax.random.key(0)), 5)
+
+    @jax.jit
+    def one_update(state):
+        collected, traj = trainer.collect(state)
+        batch = trainer.make_batch(collected, traj)
+        assert batch.obs.shape == (CONFIG.batch_size, 3)  # Pendulum: [T * N, 3]
+        assert traj.obs.shape == (CONFIG.num_steps, CONFIG.num_envs, 3)
+        return trainer.learn(collected, traj, batch)
+
+    last, last_metrics = one_update(first)
+    assert int(last.update_index) == 6
+    assert tree_equal(last, state)
+    assert tree_equal(last_metrics, jax.tree.map(lambda m: m[-1], metrics))
+
+
 def test_resume_from_checkpoint_is_bit_identical(tmp_path, trainer, run_chunk, uninterrupted):
     state, metrics = uninterrupted
     half, m1 = run_chunk(trainer.init(jax.random.key(0)), 3)
