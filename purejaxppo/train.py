@@ -235,7 +235,17 @@ def make_trainer(
         num_updates = int(num_updates)
         if num_updates < 1:
             raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
-        return jax.lax.scan(lambda s, _: learn(*collect(s)), state, None, length=num_updates)
+
+        def update(carry: tuple[RunnerState, jax.Array], _: None):
+            # the hyperparams stay out of the carry: loop-invariant, XLA can fold them
+            runner, update_index = carry
+            after, metrics = learn(*collect(TrainerState(runner, state.hyperparams, update_index)))
+            return (after.runner, after.update_index), metrics
+
+        (runner, update_index), metrics = jax.lax.scan(
+            update, (state.runner, state.update_index), None, length=num_updates
+        )
+        return TrainerState(runner, state.hyperparams, update_index), metrics
 
     return Trainer(
         config=config,
