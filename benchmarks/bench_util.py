@@ -42,3 +42,28 @@ def time_compiled(
         run_s.append(time.perf_counter() - start)
     timing = {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
     return output, timing
+
+
+def time_compiled_interleaved(
+    calls: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]], repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Like :func:`time_compiled` for several ``name -> (fn, args)`` at once, with one
+    warm-up call each, but the timed calls alternate between them (round ``r`` runs them
+    in order, reversed on odd rounds), so that a machine getting slower or faster during
+    the measurement affects all alike. Returns ``{name: timing}``."""
+    compiled, timings = {}, {}
+    for name, (fn, args) in calls.items():
+        start = time.perf_counter()
+        compiled[name] = jax.jit(fn).lower(*args).compile()
+        timings[name] = {"compile_s": time.perf_counter() - start, "run_s": []}
+        jax.block_until_ready(compiled[name](*args))
+    names = list(calls)
+    for round_index in range(repeats):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            args = calls[name][1]
+            start = time.perf_counter()
+            jax.block_until_ready(compiled[name](*args))
+            timings[name]["run_s"].append(time.perf_counter() - start)
+    for timing in timings.values():
+        timing["run_s_median"] = statistics.median(timing["run_s"])
+    return timings

@@ -145,7 +145,7 @@ def test_vs_purejaxrl_quick_against_a_stand_in(tmp_path):
             str(package.parent),
             "--quick",
             "--repeats",
-            "1",
+            "2",
             "--out",
             str(tmp_path),
         ]
@@ -153,7 +153,9 @@ def test_vs_purejaxrl_quick_against_a_stand_in(tmp_path):
     assert report["config"]["TOTAL_TIMESTEPS"] == 1024
     assert report["trained_timesteps"] == 1024
     for side in ("purejaxppo", "purejaxrl"):
-        assert report[side]["compile_s"] > 0 and len(report[side]["run_s"]) == 1
+        assert report[side]["compile_s"] > 0 and len(report[side]["run_s"]) == 2
+    ratios = np.divide(report["purejaxrl"]["run_s"], report["purejaxppo"]["run_s"])
+    assert report["run_speedup_paired_median"] == pytest.approx(np.median(ratios))
     assert (tmp_path / "vs_purejaxrl_cpu_quick.json").exists()
 
 
