@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -30,9 +32,7 @@ def time_compiled(
     """Compile ``jax.jit(fn)`` for ``args`` ahead of time, then time ``repeats`` calls
     (after one untimed warm-up call if ``warmup``). Returns the last call's output and
     ``{"compile_s", "run_s": [per call], "run_s_median"}``."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_s = _compile(fn, args)
     if warmup:
         jax.block_until_ready(compiled(*args))
     run_s = []
@@ -53,9 +53,8 @@ def time_compiled_interleaved(
     the measurement affects all alike. Returns ``{name: timing}``."""
     compiled, timings = {}, {}
     for name, (fn, args) in calls.items():
-        start = time.perf_counter()
-        compiled[name] = jax.jit(fn).lower(*args).compile()
-        timings[name] = {"compile_s": time.perf_counter() - start, "run_s": []}
+        compiled[name], compile_s = _compile(fn, args)
+        timings[name] = {"compile_s": compile_s, "run_s": []}
         jax.block_until_ready(compiled[name](*args))
     names = list(calls)
     for round_index in range(repeats):
@@ -67,3 +66,18 @@ def time_compiled_interleaved(
     for timing in timings.values():
         timing["run_s_median"] = statistics.median(timing["run_s"])
     return timings
+
+
+def _compile(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
+    """``jax.jit(fn)`` compiled ahead of time for ``args``, and the seconds it took."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def write_json(out: Path, stem: str, report: Any, default: Callable | None = None) -> Path:
+    """Write ``report`` to ``out/<stem>.json`` (indent 2), creating ``out``; the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps(report, indent=2, default=default))
+    return path

@@ -27,7 +27,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from bench_util import machine, time_compiled
+from bench_util import machine, time_compiled, write_json
 
 from purejaxppo import PPOConfig, final_return, make_train
 from purejaxppo.plotting import draw_curve, format_steps
@@ -247,9 +247,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print(table(results))
     report = {"machine": machine(), "seeds": args.seeds, "quick": args.quick, "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
     suffix = f"_{jax.default_backend()}" + ("_quick" if args.quick else "")
-    (args.out / f"returns{suffix}.json").write_text(json.dumps(report, indent=2))
+    write_json(args.out, f"returns{suffix}", report)
     (args.out / f"returns{suffix}.md").write_text(table(results) + "\n")
     plot(report, args.out, suffix)
     print(f"wrote {args.out}/returns{suffix}.json, .md, returns_grid{suffix}.png and curves/")

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from bench_util import machine, time_compiled
+from bench_util import machine, time_compiled, write_json
 
 from purejaxppo import PPOConfig, final_return, make_train
 
@@ -121,9 +120,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "timing": timing,
         **{key: machine()[key] for key in ("backend", "device", "jax")},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"sweep_{config.env_name}_{jax.default_backend()}" + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    write_json(args.out, stem, report)
     title = f"PPO on {config.env_name}, {config.trained_timesteps:,} steps"
     plot(final, learning_rates, ent_coefs, title, args.out / f"{stem}.png")
     print(f"wrote {args.out / stem}.json and .png")

@@ -13,12 +13,11 @@ CPU count) and a PNG of steps/s against the number of parallel seeds and envs.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-from bench_util import machine, time_compiled
+from bench_util import machine, time_compiled, write_json
 
 from purejaxppo import PPOConfig, VecEnv, make_env, make_train
 
@@ -205,9 +204,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "quick": args.quick,
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"throughput_{jax.default_backend()}" + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=float))
+    write_json(args.out, stem, report, default=float)
     plot(results, args.out / f"{stem}.png")
     print(f"wrote {args.out / stem}.json and .png")
     return report

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import statistics
 import sys
 import types
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
-from bench_util import machine, time_compiled_interleaved
+from bench_util import machine, time_compiled_interleaved, write_json
 
 from purejaxppo import PPOConfig, make_train
 
@@ -131,11 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"ratios: {report['run_speedup_paired_median']:.2f}x) and compiles "
         f"{report['compile_speedup']:.2f}x as fast"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"vs_purejaxrl_{jax.default_backend()}" + ("_quick" if args.quick else "")
-    path = args.out / f"{stem}.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.out, stem, report)}")
     return report
 
 

@@ -23,14 +23,13 @@ Needs the ``bench`` extra: ``pip install ".[bench]"``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
-from bench_util import machine, time_compiled
+from bench_util import machine, time_compiled, write_json
 
 from purejaxppo import PPOConfig, final_return, make_train
 from purejaxppo.stats import summarize
@@ -164,10 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"({report['speedup_including_compile']:.1f}x counting its "
         f"{mine['compile_s']:.1f} s compile)"
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     stem = f"vs_sb3_{config.env_name}" + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out / stem}.json")
+    print(f"wrote {write_json(args.out, stem, report)}")
     return report
 
 
