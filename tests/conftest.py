@@ -1,7 +1,10 @@
 """Shared test helpers: a tiny custom gymnax env, bitwise pytree comparison, and a
 primitive count of a jaxpr."""
 
+import importlib.util
+import sys
 from collections import Counter
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -59,3 +62,14 @@ def primitive_counts(jaxpr) -> Counter:
                 if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
                     counts += primitive_counts(sub)
     return counts
+
+
+def load_script(path: Path):
+    """Import the script at ``path`` as a module, as running it would: with its folder on
+    ``sys.path`` (for sibling imports such as ``bench_util``)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

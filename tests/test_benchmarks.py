@@ -1,13 +1,12 @@
 """Smoke tests: every benchmark script runs in its quickest mode, so none of them rots."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from conftest import load_script
 
 from purejaxppo import PPOConfig
 
@@ -15,14 +14,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def load(name: str):
-    """Import ``benchmarks/<name>.py`` as its script run would: with benchmarks/ on the
-    path (for ``bench_util``)."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Import ``benchmarks/<name>.py`` (with benchmarks/ on the path, for ``bench_util``)."""
+    return load_script(BENCHMARKS / f"{name}.py")
 
 
 def test_throughput_quick(tmp_path):

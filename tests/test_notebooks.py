@@ -4,30 +4,19 @@ outputs of a full-budget run of the current code.
 Executing them needs nbclient and an IPython kernel (the dev extra installs both).
 """
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXPECTED = ["01_quickstart.ipynb", "02_ppo_explained.ipynb", "03_sweeps.ipynb"]
 
 
-def _load_runner():
-    spec = importlib.util.spec_from_file_location(
-        "run_notebooks", NOTEBOOK_DIR / "run_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = _load_runner()
+runner = load_script(NOTEBOOK_DIR / "run_notebooks.py")
 
 
 def code_cells(notebook):
