@@ -61,6 +61,28 @@ def make_distribution(params: PolicyParams) -> distrax.Distribution:
     )
 
 
+def action_noise(key: jax.Array, shape: Sequence[int], discrete: bool) -> jax.Array:
+    """The noise :func:`sample_with_noise` turns into actions, shape ``[*shape]`` (the last
+    axis is the action dimension A): standard Gumbel for a Categorical, standard normal
+    for a diagonal Gaussian."""
+    if discrete:
+        return jax.random.gumbel(key, tuple(shape))
+    return jax.random.normal(key, tuple(shape))
+
+
+def sample_with_noise(params: PolicyParams, noise: jax.Array) -> jax.Array:
+    """A sample of pi = ``make_distribution(params)`` from its noise ``[*batch, A]``.
+
+    Categorical: ``argmax(logits + g)`` with g ~ Gumbel(0, 1) (the Gumbel-max trick; the
+    same sample as ``jax.random.categorical``); Gaussian: ``mean + exp(log_std) * z`` with
+    z ~ N(0, 1). Drawing the noise of a whole rollout at once (:func:`action_noise`) is
+    one random-number call instead of one per step.
+    """
+    if params.log_std is None:
+        return jnp.argmax(params.logits_or_mean + noise, axis=-1)
+    return params.logits_or_mean + jnp.exp(params.log_std) * noise
+
+
 def _orthonormal_columns(matrix: jax.Array) -> jax.Array:
     """Q of the QR decomposition of ``matrix`` ``[m, n]`` (m >= n) with ``diag(R) > 0``.
 

@@ -8,7 +8,7 @@ import jax
 from flax.training.train_state import TrainState
 
 from purejaxppo.envs import EnvStep, VecEnv, VecEnvState
-from purejaxppo.networks import PolicyParams, make_distribution
+from purejaxppo.networks import PolicyParams, action_noise, make_distribution, sample_with_noise
 
 
 class RunnerState(NamedTuple):
@@ -37,21 +37,39 @@ class Transition(NamedTuple):
     step: EnvStep
 
 
+class _StepInputs(NamedTuple):
+    """What the rollout draws for every step before it starts, ``[T, ...]``."""
+
+    action_noise: jax.Array  # [T, N, A]
+    step_key: jax.Array  # [T]
+
+
 def collect_rollout(
     vec_env: VecEnv, num_steps: int, gamma: jax.Array, runner: RunnerState
 ) -> tuple[RunnerState, Transition]:
-    """Act for ``num_steps`` steps with the current policy; returns ``Transition[T, N]``."""
-    train_state = runner.train_state
+    """Act for ``num_steps`` steps with the current policy; returns ``Transition[T, N]``.
 
-    def env_step(runner: RunnerState, _: None) -> tuple[RunnerState, Transition]:
-        rng, action_key, step_key = jax.random.split(runner.rng, 3)
+    The randomness of all ``T`` steps is drawn before the scan: on CPU every call of the
+    random-number generator is a loop of small kernels, and one call for the whole
+    rollout instead of three per step makes the rollout markedly faster.
+    """
+    train_state = runner.train_state
+    rng, noise_key, env_key = jax.random.split(runner.rng, 3)
+    spec = vec_env.action_spec
+    inputs = _StepInputs(
+        action_noise(noise_key, (num_steps, vec_env.num_envs, spec.dim), spec.discrete),
+        jax.random.split(env_key, num_steps),
+    )
+
+    def env_step(runner: RunnerState, inputs: _StepInputs) -> tuple[RunnerState, Transition]:
         policy_params, value = train_state.apply_fn(
             train_state.params, runner.obs, method="policy_params_and_value"
         )
-        action, log_prob = make_distribution(policy_params).sample_and_log_prob(seed=action_key)
-        step, env_state = vec_env.step(step_key, runner.env_state, action, gamma)
+        action = sample_with_noise(policy_params, inputs.action_noise)
+        log_prob = make_distribution(policy_params).log_prob(action)
+        step, env_state = vec_env.step(inputs.step_key, runner.env_state, action, gamma)
         transition = Transition(runner.obs, action, policy_params, log_prob, value, step)
-        runner = runner._replace(env_state=env_state, obs=step.obs, rng=rng)
-        return runner, transition
+        return runner._replace(env_state=env_state, obs=step.obs), transition
 
-    return jax.lax.scan(env_step, runner, None, length=num_steps)
+    runner, traj = jax.lax.scan(env_step, runner, inputs)
+    return runner._replace(rng=rng), traj

@@ -9,7 +9,14 @@ import pytest
 from conftest import primitive_counts
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.networks import ActorCritic, orthogonal_init
+from purejaxppo.networks import (
+    ActorCritic,
+    PolicyParams,
+    action_noise,
+    make_distribution,
+    orthogonal_init,
+    sample_with_noise,
+)
 
 # Linear-algebra primitives that lower to LAPACK custom calls on CPU.
 LAPACK_PRIMITIVES = {"qr", "geqrf", "householder_product", "eigh", "svd", "cholesky", "lu", "schur"}
@@ -65,3 +72,29 @@ def test_observations_of_any_shape_are_flattened():
     assert pi.logits.shape == (2, 3) and value.shape == (2,)
     with pytest.raises(ValueError, match=r"does not end in the env's observation shape"):
         net.apply(params, jnp.zeros((2, 10, 4)))
+
+
+def test_sampling_from_noise_is_the_distributions_own_sample():
+    """``sample_with_noise(pi, action_noise(key, ...))`` is exactly the sample that
+    ``jax.random.categorical`` (Gumbel-max) and distrax's Gaussian draw with that key."""
+    logits = jax.random.normal(jax.random.key(1), (5, 7, 4))
+    log_std = 0.3 * jax.random.normal(jax.random.key(2), (5, 7, 4))
+    for seed in range(3):
+        key = jax.random.key(seed)
+        discrete = sample_with_noise(PolicyParams(logits), action_noise(key, logits.shape, True))
+        np.testing.assert_array_equal(discrete, jax.random.categorical(key, logits))
+        gaussian = PolicyParams(logits, log_std)
+        continuous = sample_with_noise(gaussian, action_noise(key, logits.shape, False))
+        np.testing.assert_allclose(
+            continuous, make_distribution(gaussian).sample(seed=key), rtol=1e-6, atol=1e-6
+        )
+
+
+def test_gumbel_max_samples_follow_the_softmax():
+    """Frequencies of 200k Gumbel-max samples match softmax(logits) (4 sigma)."""
+    logits = jnp.array([1.0, 0.0, -1.0, 2.0])
+    n = 200_000
+    noise = action_noise(jax.random.key(0), (n, 4), discrete=True)
+    counts = np.bincount(np.asarray(sample_with_noise(PolicyParams(logits), noise)), minlength=4)
+    p = np.asarray(jax.nn.softmax(logits))
+    np.testing.assert_array_less(np.abs(counts / n - p), 4 * np.sqrt(p * (1 - p) / n))
