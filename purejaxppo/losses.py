@@ -128,14 +128,20 @@ def value_loss(
     return 0.5 * jnp.mean(squared_error)
 
 
-def approx_kl(log_ratio: jax.Array) -> jax.Array:
-    """``E[(r - 1) - log r]``: a low-variance, non-negative estimator of KL(pi_old || pi)."""
-    return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+def approx_kl(log_ratio: jax.Array, where: jax.Array | None = None) -> jax.Array:
+    """``E[(r - 1) - log r]``: a low-variance, non-negative estimator of KL(pi_old || pi).
+
+    ``where``: a mask shaped like ``log_ratio``; the mean is over the samples where it is true.
+    """
+    return jnp.mean(jnp.expm1(log_ratio) - log_ratio, where=where)
 
 
-def clip_fraction(log_ratio: jax.Array, clip_eps: float | jax.Array) -> jax.Array:
-    """Fraction of samples whose ratio is outside ``[1 - eps, 1 + eps]``."""
-    return jnp.mean((jnp.abs(jnp.exp(log_ratio) - 1.0) > clip_eps).astype(jnp.float32))
+def clip_fraction(
+    log_ratio: jax.Array, clip_eps: float | jax.Array, where: jax.Array | None = None
+) -> jax.Array:
+    """Fraction of samples whose ratio is outside ``[1 - eps, 1 + eps]`` (``where``: a mask)."""
+    outside = jnp.abs(jnp.exp(log_ratio) - 1.0) > clip_eps
+    return jnp.mean(outside.astype(jnp.float32), where=where)
 
 
 def ppo_objective_with_diagnostics(
@@ -161,7 +167,24 @@ def ppo_objective_with_diagnostics(
     }
 
 
-def ppo_loss(
+class LossTerms(NamedTuple):
+    """One minibatch's loss term by term: what the gradient step needs, with the
+    per-sample quantities its diagnostics are computed from.
+
+    ``total_loss``, ``policy_loss``, ``value_loss``, ``entropy``: scalars (or ``[*steps]``
+    when stacked over steps). ``log_ratio`` = log(pi / pi_old) and ``kl`` =
+    KL(pi_old || pi) per sample, ``[B]`` (``[*steps, B]``), gradient stopped.
+    """
+
+    total_loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array
+    entropy: jax.Array
+    log_ratio: jax.Array
+    kl: jax.Array
+
+
+def ppo_loss_terms(
     params: Any,
     apply_fn: Callable[..., Any],
     batch: Batch,
@@ -169,8 +192,9 @@ def ppo_loss(
     objective: str = "clip",
     normalize_advantages_: bool = True,
     clip_value_loss: bool = True,
-) -> tuple[jax.Array, LossInfo]:
-    """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch ``[B]``.
+) -> tuple[jax.Array, LossTerms]:
+    """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch ``[B]``,
+    and its :class:`LossTerms` (what :func:`ppo_loss` summarises).
 
     ``apply_fn(params, obs, method="policy_params_and_value")`` must give the new
     policy's :class:`PolicyParams` and values (as :class:`ActorCritic` does).
@@ -192,17 +216,63 @@ def ppo_loss(
     )
     entropy = jnp.mean(pi.entropy())
     total = actor_loss + coefficients.vf_coef * critic_loss - coefficients.ent_coef * entropy
-    log_ratio = jax.lax.stop_gradient(log_ratio)
-    ratio = jnp.exp(log_ratio)
-    return total, LossInfo(
+    terms = LossTerms(
         total_loss=total,
         policy_loss=actor_loss,
         value_loss=critic_loss,
         entropy=entropy,
-        approx_kl=approx_kl(log_ratio),
-        kl=jnp.mean(jax.lax.stop_gradient(kl)),
-        clip_fraction=clip_fraction(log_ratio, coefficients.clip_eps),
-        ratio_mean=jnp.mean(ratio),
-        ratio_std=jnp.std(ratio),
-        ratio_max=jnp.max(ratio),
+        log_ratio=jax.lax.stop_gradient(log_ratio),
+        kl=jax.lax.stop_gradient(kl),
     )
+    return total, terms
+
+
+def summarize_loss_terms(
+    terms: LossTerms, clip_eps: float | jax.Array, taken: jax.Array | None = None
+) -> LossInfo:
+    """The :class:`LossInfo` of one step's terms, or of many steps' stacked terms.
+
+    ``taken`` ``[*steps]`` (default: all) selects the steps to describe: losses are means
+    over those steps, the ratio statistics are over all their samples (``ratio_max``:
+    the largest). Computing them once for a whole update, rather than in every step,
+    keeps them out of the gradient-step loop.
+    """
+    if taken is None:
+        taken = jnp.ones(terms.total_loss.shape, bool)
+    sample_taken = jnp.broadcast_to(taken[..., None], terms.log_ratio.shape)
+    ratio = jnp.exp(terms.log_ratio)
+    return LossInfo(
+        total_loss=jnp.mean(terms.total_loss, where=taken),
+        policy_loss=jnp.mean(terms.policy_loss, where=taken),
+        value_loss=jnp.mean(terms.value_loss, where=taken),
+        entropy=jnp.mean(terms.entropy, where=taken),
+        approx_kl=approx_kl(terms.log_ratio, where=sample_taken),
+        kl=jnp.mean(terms.kl, where=sample_taken),
+        clip_fraction=clip_fraction(terms.log_ratio, clip_eps, where=sample_taken),
+        ratio_mean=jnp.mean(ratio, where=sample_taken),
+        ratio_std=jnp.std(ratio, where=sample_taken),
+        ratio_max=jnp.max(ratio, where=sample_taken, initial=-jnp.inf),
+    )
+
+
+def ppo_loss(
+    params: Any,
+    apply_fn: Callable[..., Any],
+    batch: Batch,
+    coefficients: LossCoefficients,
+    objective: str = "clip",
+    normalize_advantages_: bool = True,
+    clip_value_loss: bool = True,
+) -> tuple[jax.Array, LossInfo]:
+    """:func:`ppo_loss_terms` with its diagnostics: ``(L, LossInfo)`` on one minibatch
+    ``[B]``, for ``jax.grad(..., has_aux=True)``."""
+    total, terms = ppo_loss_terms(
+        params,
+        apply_fn,
+        batch,
+        coefficients,
+        objective,
+        normalize_advantages_,
+        clip_value_loss,
+    )
+    return total, summarize_loss_terms(terms, coefficients.clip_eps)

@@ -17,7 +17,14 @@ import optax
 from flax.training.train_state import TrainState
 
 from purejaxppo.config import PPOConfig
-from purejaxppo.losses import Batch, LossCoefficients, LossInfo, ppo_loss
+from purejaxppo.losses import (
+    Batch,
+    LossCoefficients,
+    LossInfo,
+    LossTerms,
+    ppo_loss_terms,
+    summarize_loss_terms,
+)
 
 
 def _clipped_adam(learning_rate: float, max_grad_norm: float) -> optax.GradientTransformation:
@@ -84,17 +91,18 @@ def masked_mean(values: jax.Array, mask: jax.Array, empty: float = 0.0) -> jax.A
 
 
 class StepInfo(NamedTuple):
-    """One minibatch step: loss diagnostics, gradient norm before clipping, and whether
+    """One minibatch step: its loss terms, gradient norm before clipping, and whether
     the step was taken (False once ``target_kl`` stopped the update)."""
 
-    loss: LossInfo
+    terms: LossTerms
     grad_norm: jax.Array
     taken: jax.Array
 
 
 class UpdateInfo(NamedTuple):
-    """A whole update's diagnostics: means over the steps taken (``ratio_max``: the max),
-    and how many minibatch steps were taken."""
+    """A whole update's diagnostics: losses averaged over the steps taken, ratio and KL
+    statistics over all their samples (see ``summarize_loss_terms``), and how many
+    minibatch steps were taken."""
 
     loss: LossInfo
     grad_norm: jax.Array
@@ -110,8 +118,8 @@ class _EpochCarry(NamedTuple):
 def _minibatch_step(
     config: PPOConfig, coefficients: LossCoefficients, train_state: TrainState, minibatch: Batch
 ) -> tuple[TrainState, StepInfo]:
-    grad_fn = jax.grad(ppo_loss, has_aux=True)
-    grads, info = grad_fn(
+    grad_fn = jax.grad(ppo_loss_terms, has_aux=True)
+    grads, terms = grad_fn(
         train_state.params,
         train_state.apply_fn,
         minibatch,
@@ -120,7 +128,7 @@ def _minibatch_step(
         config.normalize_advantages,
         config.clip_value_loss,
     )
-    step = StepInfo(info, optax.tree.norm(grads), jnp.bool_(True))
+    step = StepInfo(terms, optax.tree.norm(grads), jnp.bool_(True))
     return train_state.apply_gradients(grads=grads), step
 
 
@@ -134,11 +142,10 @@ def shuffle_into_minibatches(rng: jax.Array, batch: Batch, num_minibatches: int)
     )
 
 
-def _summarise(steps: StepInfo) -> UpdateInfo:
-    """Average ``steps`` (leaves ``[epochs, minibatches]``) over the steps taken."""
+def _summarise(steps: StepInfo, clip_eps: jax.Array) -> UpdateInfo:
+    """Describe ``steps`` (leaves ``[epochs, minibatches, ...]``) over the steps taken."""
     taken = steps.taken
-    loss = jax.tree.map(lambda x: masked_mean(x, taken), steps.loss)
-    loss = loss._replace(ratio_max=jnp.max(jnp.where(taken, steps.loss.ratio_max, -jnp.inf)))
+    loss = summarize_loss_terms(steps.terms, clip_eps, taken)
     return UpdateInfo(loss, masked_mean(steps.grad_norm, taken), taken.sum().astype(jnp.int32))
 
 
@@ -176,10 +183,11 @@ def update_policy(
         )
         stopped = carry.stopped
         if config.target_kl is not None:
-            stopped = stopped | (masked_mean(steps.loss.kl, steps.taken) > config.target_kl)
+            epoch_kl = jnp.mean(steps.terms.kl, where=steps.taken[:, None])
+            stopped = stopped | (epoch_kl > config.target_kl)
         return _EpochCarry(train_state, rng, stopped), steps
 
     carry, steps = jax.lax.scan(
         epoch, _EpochCarry(train_state, rng, jnp.bool_(False)), None, length=config.update_epochs
     )
-    return carry.train_state, _summarise(steps)
+    return carry.train_state, _summarise(steps, coefficients.clip_eps)

@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 
 from purejaxppo import (
+    ActorCritic,
+    Batch,
+    LossCoefficients,
     PolicyParams,
     clipped_surrogate,
     make_distribution,
     policy_loss,
+    ppo_loss,
     ppo_objective_with_diagnostics,
     value_loss,
 )
 from purejaxppo.config import POLICY_OBJECTIVES
+from purejaxppo.losses import LossTerms, ppo_loss_terms, summarize_loss_terms
 from purejaxppo.update import KL_BETA_MIN, adapt_kl_beta
 
 
@@ -138,3 +143,57 @@ def test_value_loss_hand_computed():
     assert float(value_loss(values, old, targets, 0.2, clip=True)) == pytest.approx(
         0.5 * (3.24 + 1.0) / 2
     )
+
+
+def test_summarize_loss_terms_describes_the_samples_of_the_steps_taken():
+    """Stacked terms ``[epochs, minibatches, B]``: losses are means over the steps taken,
+    ratio/KL statistics are over all their samples; skipped steps (here filled with
+    junk) do not count. Checked against NumPy on the selected samples."""
+    rng = np.random.default_rng(0)
+    steps, samples = (2, 3), 5
+    log_ratio = rng.normal(0.0, 0.3, (*steps, samples)).astype(np.float32)
+    kl = rng.uniform(0.0, 0.1, (*steps, samples)).astype(np.float32)
+    scalars = rng.normal(size=(4, *steps)).astype(np.float32)
+    taken = np.array([[True, True, True], [True, False, False]])
+    log_ratio[~taken] = 50.0  # a skipped step's ratios would dominate every statistic
+    terms = LossTerms(*scalars, jnp.asarray(log_ratio), jnp.asarray(kl))
+    info = summarize_loss_terms(terms, 0.2, jnp.asarray(taken))
+
+    kept_log_ratio, kept_ratio = log_ratio[taken], np.exp(log_ratio[taken])  # [4, B]
+    names = ("total_loss", "policy_loss", "value_loss", "entropy")
+    for name, values in zip(names, scalars, strict=True):
+        assert float(getattr(info, name)) == pytest.approx(values[taken].mean(), rel=1e-5)
+    assert float(info.ratio_mean) == pytest.approx(kept_ratio.mean(), rel=1e-5)
+    assert float(info.ratio_std) == pytest.approx(kept_ratio.std(), rel=1e-4)
+    assert float(info.ratio_max) == pytest.approx(kept_ratio.max(), rel=1e-6)
+    assert float(info.kl) == pytest.approx(kl[taken].mean(), rel=1e-5)
+    expected_approx_kl = np.mean(np.expm1(kept_log_ratio) - kept_log_ratio)
+    assert float(info.approx_kl) == pytest.approx(expected_approx_kl, rel=1e-5)
+    assert float(info.clip_fraction) == pytest.approx(np.mean(np.abs(kept_ratio - 1) > 0.2))
+
+
+def test_ppo_loss_reports_the_summary_of_its_own_terms():
+    """``ppo_loss`` (one minibatch) == ``summarize_loss_terms`` of ``ppo_loss_terms``."""
+    network = ActorCritic(action_dim=3, discrete=True, obs_shape=(4,))
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
+    obs = jax.random.normal(k1, (16, 4))
+    params = network.init(k2, obs)
+    old_logits = jax.random.normal(k3, (16, 3))
+    actions = jax.random.randint(k4, (16,), 0, 3)
+    old_log_prob = make_distribution(PolicyParams(old_logits)).log_prob(actions)
+    value, advantage, target = obs[:, 0], obs[:, 1], obs[:, 2]
+    batch = Batch(obs, actions, PolicyParams(old_logits), old_log_prob, value, advantage, target)
+    coefficients = LossCoefficients(
+        clip_eps=jnp.float32(0.2),
+        vf_coef=jnp.float32(0.5),
+        ent_coef=jnp.float32(0.01),
+        kl_beta=jnp.float32(1.0),
+    )
+    total, info = ppo_loss(params, network.apply, batch, coefficients)
+    total_from_terms, terms = ppo_loss_terms(params, network.apply, batch, coefficients)
+    assert float(total) == float(total_from_terms) == float(info.total_loss)
+    assert terms.log_ratio.shape == terms.kl.shape == (16,)
+    expected = summarize_loss_terms(terms, 0.2)
+    for name, value in info._asdict().items():
+        assert float(value) == pytest.approx(float(getattr(expected, name)), rel=1e-6), name
+    assert float(info.clip_fraction) > 0  # the old policy is far from the new: ratios move
