@@ -8,20 +8,30 @@
 
 from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from purejaxppo.config import PPOConfig, PPOHyperparams
-from purejaxppo.envs import RunningMeanStd, VecEnv, VecEnvState, make_env, offline_env_names
+from purejaxppo.envs import (
+    EnvDraws,
+    RunningMeanStd,
+    VecEnv,
+    VecEnvState,
+    make_env,
+    offline_env_names,
+)
 from purejaxppo.evaluate import EvalResult, evaluate, make_policy
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import (
     Batch,
     LossCoefficients,
     LossInfo,
+    LossTerms,
     approx_kl,
     clip_fraction,
     clipped_surrogate,
     clipped_surrogate_loss,
     policy_loss,
     ppo_loss,
+    ppo_loss_terms,
     ppo_objective_with_diagnostics,
+    summarize_loss_terms,
     value_loss,
 )
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
@@ -41,9 +51,11 @@ __all__ = [
     "ActorCritic",
     "Batch",
     "CheckpointError",
+    "EnvDraws",
     "EvalResult",
     "LossCoefficients",
     "LossInfo",
+    "LossTerms",
     "PPOConfig",
     "PPOHyperparams",
     "PolicyParams",
@@ -71,7 +83,9 @@ __all__ = [
     "offline_env_names",
     "policy_loss",
     "ppo_loss",
+    "ppo_loss_terms",
     "ppo_objective_with_diagnostics",
     "save_checkpoint",
+    "summarize_loss_terms",
     "value_loss",
 ]

@@ -9,12 +9,21 @@ where the env auto-resets (``obs`` is then the next episode's first observation)
 :class:`VecEnv` steps ``num_envs`` copies at once and adds episode statistics and,
 optionally, running-mean/std normalisation of observations and rewards whose
 statistics are part of the (jittable, vmappable) env state.
+
+gymnax's own ``Environment.step`` draws a fresh reset for every env on every step and
+keeps it where the episode ended. For an env that does not override that method,
+:meth:`VecEnv.draw` can draw the resets of a whole rollout before it starts and
+:meth:`VecEnv.step_drawn` then does exactly what that method does (``step_env``,
+``is_truncated``, keep the reset where done) with the reset drawn ahead. The
+distribution is the same; the random-number calls leave the step loop, where on CPU
+each one is a loop of small kernels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from typing import Any, NamedTuple
 
 import chex
@@ -24,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import spaces
+from gymnax.environments.environment import Environment
 
 # Registered gymnax environments that cannot be built offline.
 NEEDS_DOWNLOAD = {
@@ -32,6 +42,11 @@ NEEDS_DOWNLOAD = {
 }
 
 _STD_EPS = 1e-8
+
+# Largest memory (per unbatched train call) that resets drawn ahead of a rollout may take:
+# every classic-control env at any sensible num_envs fits, MinAtar at 64 envs does not
+# (about 2 KB per reset); those reset inside the step, as gymnax's own step does.
+MAX_RESET_DRAW_BYTES = 8 * 2**20
 
 
 def offline_env_names() -> tuple[str, ...]:
@@ -172,6 +187,58 @@ class VecEnvState:
     discounted_return: jax.Array
 
 
+class EnvDraws(NamedTuple):
+    """The randomness of env steps, drawn before they run: leaves ``[*lead, N, ...]``.
+
+    ``step_key``: the key each env's step gets. ``reset_obs`` / ``reset_state``: the
+    first observation and state of the episode each env starts if its episode ends at
+    that step; ``None`` when the env resets itself inside ``env.step`` (it overrides
+    gymnax's ``step``, or the resets would take more than ``MAX_RESET_DRAW_BYTES``).
+    """
+
+    step_key: jax.Array
+    reset_obs: Any = None
+    reset_state: Any = None
+
+
+def uses_gymnax_step(env: Any) -> bool:
+    """Whether ``env`` steps with gymnax's own ``Environment.step`` (not overridden)."""
+    return (
+        isinstance(env, Environment)
+        and type(env).step is Environment.step
+        and "step" not in vars(env)
+    )
+
+
+def _step_then_keep_reset(
+    env: Any,
+    env_params: Any,
+    key: jax.Array,
+    state: Any,
+    action: jax.Array,
+    reset_obs: Any,
+    reset_state: Any,
+) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+    """gymnax's ``Environment.step`` for one env, with its reset given instead of drawn.
+
+    Returns ``(obs, state, reward, terminated, truncated, info)``: the reset's where the
+    episode ended (terminated or truncated), the step's otherwise.
+    """
+    obs, state, reward, terminated, info = env.step_env(key, state, action, env_params)
+    truncated = env.is_truncated(state, env_params)
+    done = jnp.logical_or(terminated, truncated)
+    keep_reset = functools.partial(jax.lax.select, done)
+    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs}
+    return (
+        jax.tree.map(keep_reset, reset_obs, obs),
+        jax.tree.map(keep_reset, reset_state, state),
+        reward,
+        terminated,
+        truncated,
+        info,
+    )
+
+
 class EnvStep(NamedTuple):
     """One batched transition, every leaf with leading axis ``[N]``.
 
@@ -217,10 +284,14 @@ class VecEnv:
     # on env_params, which inside a scan would be tracers rather than constants.
     action_spec: ActionSpec = dataclasses.field(init=False)
     obs_shape: tuple[int, ...] = dataclasses.field(init=False)
+    reset_nbytes: int = dataclasses.field(init=False)  # one env's reset (obs and state)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_spec", action_spec(self.env, self.env_params))
         object.__setattr__(self, "obs_shape", observation_shape(self.env, self.env_params))
+        reset = jax.eval_shape(self.env.reset, jax.random.key(0), self.env_params)
+        nbytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(reset))
+        object.__setattr__(self, "reset_nbytes", int(nbytes))
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
         """Reset all envs. Returns ``(obs [N, *obs_shape] float32, state)``."""
@@ -241,6 +312,24 @@ class VecEnv:
         )
         return self._observe(obs_stats, raw_obs), state
 
+    def draws_resets(self, num_steps: int) -> bool:
+        """Whether :meth:`draw` draws the resets of ``num_steps`` steps ahead: the env
+        uses gymnax's own step and they fit in ``MAX_RESET_DRAW_BYTES``."""
+        nbytes = self.reset_nbytes * num_steps * self.num_envs
+        return uses_gymnax_step(self.env) and nbytes <= MAX_RESET_DRAW_BYTES
+
+    def draw(self, key: jax.Array, num_steps: int) -> EnvDraws:
+        """The randomness of ``num_steps`` steps of all envs, leaves ``[num_steps, N, ...]``,
+        for :meth:`step_drawn`; with the resets when :meth:`draws_resets` says so."""
+        step_key, reset_key = jax.random.split(key)
+        shape = (num_steps, self.num_envs)
+        step_keys = jax.random.split(step_key, shape)
+        if not self.draws_resets(num_steps):
+            return EnvDraws(step_keys)
+        reset_one = functools.partial(self.env.reset_env, params=self.env_params)
+        reset_obs, reset_state = jax.vmap(jax.vmap(reset_one))(jax.random.split(reset_key, shape))
+        return EnvDraws(step_keys, reset_obs, reset_state)
+
     def step(
         self, key: jax.Array, state: VecEnvState, action: jax.Array, gamma: jax.Array
     ) -> tuple[EnvStep, VecEnvState]:
@@ -248,14 +337,30 @@ class VecEnv:
 
         Continuous actions are clipped to the Box here; the caller keeps the unclipped
         sample for its log-probability. ``gamma`` discounts the return whose running
-        std scales rewards (reward normalisation only).
+        std scales rewards (reward normalisation only). Each env resets itself inside
+        ``env.step``; see :meth:`step_drawn` for steps whose randomness was drawn ahead.
+        """
+        draws = EnvDraws(jax.random.split(key, self.num_envs))
+        return self.step_drawn(draws, state, action, gamma)
+
+    def step_drawn(
+        self, draws: EnvDraws, state: VecEnvState, action: jax.Array, gamma: jax.Array
+    ) -> tuple[EnvStep, VecEnvState]:
+        """:meth:`step` with its randomness given: ``draws`` has leaves ``[N, ...]`` (one
+        step of :meth:`draw`). With resets drawn, an env whose episode ends restarts
+        from ``draws.reset_obs`` / ``draws.reset_state``; otherwise ``env.step`` resets it.
         """
         spec = self.action_spec
         env_action = action if spec.discrete else jnp.clip(action, spec.low, spec.high)
-        keys = jax.random.split(key, self.num_envs)
-        raw_obs, env_state, reward, terminated, truncated, info = jax.vmap(
-            self.env.step, in_axes=(0, 0, 0, None)
-        )(keys, state.env_state, env_action, self.env_params)
+        if draws.reset_state is None:
+            env_step = functools.partial(self.env.step, params=self.env_params)
+            resets = ()
+        else:
+            env_step = functools.partial(_step_then_keep_reset, self.env, self.env_params)
+            resets = (draws.reset_obs, draws.reset_state)
+        raw_obs, env_state, reward, terminated, truncated, info = jax.vmap(env_step)(
+            draws.step_key, state.env_state, env_action, *resets
+        )
         chex.assert_shape([reward, terminated, truncated], (self.num_envs,))
         raw_obs = raw_obs.astype(jnp.float32)
         raw_final_obs = info["final_observation"].astype(jnp.float32)

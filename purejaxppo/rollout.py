@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 from flax.training.train_state import TrainState
 
-from purejaxppo.envs import EnvStep, VecEnv, VecEnvState
+from purejaxppo.envs import EnvDraws, EnvStep, VecEnv, VecEnvState
 from purejaxppo.networks import PolicyParams, action_noise, make_distribution, sample_with_noise
 
 
@@ -41,7 +41,7 @@ class _StepInputs(NamedTuple):
     """What the rollout draws for every step before it starts, ``[T, ...]``."""
 
     action_noise: jax.Array  # [T, N, A]
-    step_key: jax.Array  # [T]
+    env_draws: EnvDraws  # [T, N, ...]
 
 
 def collect_rollout(
@@ -49,16 +49,17 @@ def collect_rollout(
 ) -> tuple[RunnerState, Transition]:
     """Act for ``num_steps`` steps with the current policy; returns ``Transition[T, N]``.
 
-    The randomness of all ``T`` steps is drawn before the scan: on CPU every call of the
-    random-number generator is a loop of small kernels, and one call for the whole
-    rollout instead of three per step makes the rollout markedly faster.
+    The randomness of all ``T`` steps (action noise, env keys and, where
+    :meth:`VecEnv.draws_resets`, the envs' resets) is drawn before the scan: on CPU every
+    call of the random-number generator is a loop of small kernels, so a few calls per
+    rollout instead of a few per step take them out of the step loop.
     """
     train_state = runner.train_state
     rng, noise_key, env_key = jax.random.split(runner.rng, 3)
     spec = vec_env.action_spec
     inputs = _StepInputs(
         action_noise(noise_key, (num_steps, vec_env.num_envs, spec.dim), spec.discrete),
-        jax.random.split(env_key, num_steps),
+        vec_env.draw(env_key, num_steps),
     )
 
     def env_step(runner: RunnerState, inputs: _StepInputs) -> tuple[RunnerState, Transition]:
@@ -67,7 +68,7 @@ def collect_rollout(
         )
         action = sample_with_noise(policy_params, inputs.action_noise)
         log_prob = make_distribution(policy_params).log_prob(action)
-        step, env_state = vec_env.step(inputs.step_key, runner.env_state, action, gamma)
+        step, env_state = vec_env.step_drawn(inputs.env_draws, runner.env_state, action, gamma)
         transition = Transition(runner.obs, action, policy_params, log_prob, value, step)
         return runner._replace(env_state=env_state, obs=step.obs), transition
 

@@ -6,7 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxppo import PPOConfig, RunningMeanStd, VecEnv, make_env, make_train, offline_env_names
+from purejaxppo import (
+    PPOConfig,
+    RunningMeanStd,
+    VecEnv,
+    make_env,
+    make_train,
+    make_trainer,
+    offline_env_names,
+)
+from purejaxppo.envs import MAX_RESET_DRAW_BYTES, EnvDraws
 
 
 def test_offline_names_cover_registry_except_mnist():
@@ -118,3 +127,74 @@ def test_reward_normalisation_scales_by_discounted_return_std():
         var = (prior * (1.0 + mean**2) + np.sum((seen - mean) ** 2)) / (prior + seen.size)
         np.testing.assert_allclose(step.reward, raw_step.reward / np.sqrt(var + 1e-8), rtol=2e-3)
         np.testing.assert_array_equal(step.episode_return, raw_step.episode_return)
+
+
+def _gymnax_split_draws(vec, key):
+    """The draws gymnax's own step makes from ``key``: per env, split it into the step
+    key and the reset key, and reset from the latter."""
+    env_keys = jax.random.split(key, vec.num_envs)
+    step_keys, reset_keys = jax.vmap(jax.random.split, out_axes=1)(env_keys)
+    reset_obs, reset_state = jax.vmap(vec.env.reset_env, in_axes=(0, None))(
+        reset_keys, vec.env_params
+    )
+    return EnvDraws(step_keys, reset_obs, reset_state)
+
+
+@pytest.mark.parametrize(
+    ("env_name", "param_overrides", "action_of"),
+    [
+        ("CartPole-v1", {}, lambda i, n: jnp.zeros(n, jnp.int32)),  # falls within ~10 steps
+        ("Pendulum-v1", {"max_steps_in_episode": 7}, lambda i, n: jnp.full((n, 1), 0.1 * i)),
+        ("Asterix-MinAtar", {}, lambda i, n: jnp.full(n, i % 5, jnp.int32)),  # random step_env
+    ],
+)
+def test_step_drawn_is_gymnax_step_given_the_same_draws(env_name, param_overrides, action_of):
+    """With the reset drawn from the key gymnax's step would use, ``step_drawn`` returns
+    exactly what ``step`` (gymnax's own auto-resetting step) returns, episode ends included."""
+    env, params = make_env(env_name)
+    vec = VecEnv(env=env, env_params=params.replace(**param_overrides), num_envs=5)
+    _obs, state = vec.reset(jax.random.key(0))
+    drawn_state = state
+    step_fn, drawn_fn = jax.jit(vec.step), jax.jit(vec.step_drawn)
+    ended = 0
+    for i in range(24):
+        key, action = jax.random.key(100 + i), action_of(i, vec.num_envs)
+        expected, state = step_fn(key, state, action, 0.99)
+        got, drawn_state = drawn_fn(_gymnax_split_draws(vec, key), drawn_state, action, 0.99)
+        jax.tree.map(np.testing.assert_array_equal, got, expected)
+        jax.tree.map(np.testing.assert_array_equal, drawn_state, state)
+        ended += int(np.sum(expected.done))
+    if env_name != "Asterix-MinAtar":
+        assert ended >= vec.num_envs  # the reset branch was exercised
+
+
+def test_resets_are_drawn_ahead_only_for_gymnax_step_within_the_memory_bound():
+    cartpole = _vec_env("CartPole-v1", num_envs=4)
+    assert cartpole.draws_resets(128)
+    draws = cartpole.draw(jax.random.key(0), 128)
+    assert draws.step_key.shape == (128, 4)
+    assert draws.reset_obs.shape == (128, 4, 4) and draws.reset_state.x.shape == (128, 4)
+    # DeepSea overrides gymnax's step: it keeps resetting itself inside env.step.
+    deep_sea = _vec_env("DeepSea-bsuite", num_envs=4)
+    assert not deep_sea.draws_resets(128)
+    assert deep_sea.draw(jax.random.key(0), 128).reset_state is None
+    # 64 MinAtar envs x 128 steps of ~2 KB resets exceed the bound.
+    breakout = _vec_env("Breakout-MinAtar", num_envs=64)
+    assert breakout.reset_nbytes * 128 * 64 > MAX_RESET_DRAW_BYTES
+    assert not breakout.draws_resets(128) and breakout.draws_resets(8)
+
+
+def test_rollout_restarts_every_ended_episode_from_its_own_fresh_reset():
+    """With one-step episodes every env restarts at every step: all T x N restart
+    observations must be distinct draws from CartPole's reset distribution U(-0.05, 0.05)."""
+    _env, params = make_env("CartPole-v1")
+    config = PPOConfig(num_envs=4, num_steps=32, total_timesteps=128, num_minibatches=1)
+    trainer = make_trainer(config, env_params=params.replace(max_steps_in_episode=1))
+    assert trainer.vec_env.draws_resets(config.num_steps)
+    _state, traj = jax.jit(trainer.collect)(trainer.init(jax.random.key(0)))
+    assert bool(np.all(traj.step.truncated))
+    restarts = np.asarray(traj.step.obs).reshape(-1, 4)
+    assert np.all(np.abs(restarts) <= 0.05)
+    assert len(np.unique(restarts, axis=0)) == restarts.shape[0]
+    # and each is the observation the policy acted on next
+    np.testing.assert_array_equal(traj.obs[1:], traj.step.obs[:-1])
