@@ -85,9 +85,8 @@ def adapt_kl_beta(kl_beta: jax.Array, kl: jax.Array, kl_target: jax.Array) -> ja
 
 def masked_mean(values: jax.Array, mask: jax.Array, empty: float = 0.0) -> jax.Array:
     """Mean of ``values`` where ``mask`` is true (any shape); ``empty`` if it never is."""
-    count = mask.sum()
-    total = jnp.sum(jnp.where(mask, values, 0).astype(jnp.float32))
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), empty)
+    mean = jnp.mean(values.astype(jnp.float32), where=mask)  # NaN for an empty mask
+    return jnp.where(jnp.any(mask), mean, empty)
 
 
 class StepInfo(NamedTuple):
