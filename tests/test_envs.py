@@ -140,32 +140,45 @@ def _gymnax_split_draws(vec, key):
     return EnvDraws(step_keys, reset_obs, reset_state)
 
 
+def _assert_same(actual, desired):
+    """Equal; floats to 1e-6 relative (two compiled programs may round a sum differently)."""
+    if jnp.issubdtype(jnp.asarray(desired).dtype, jnp.floating):
+        np.testing.assert_allclose(actual, desired, rtol=1e-6, atol=0)
+    else:
+        np.testing.assert_array_equal(actual, desired)
+
+
 @pytest.mark.parametrize(
     ("env_name", "param_overrides", "action_of"),
     [
         ("CartPole-v1", {}, lambda i, n: jnp.zeros(n, jnp.int32)),  # falls within ~10 steps
         ("Pendulum-v1", {"max_steps_in_episode": 7}, lambda i, n: jnp.full((n, 1), 0.1 * i)),
-        ("Asterix-MinAtar", {}, lambda i, n: jnp.full(n, i % 5, jnp.int32)),  # random step_env
+        # random rewards in step_env, random arm mean at reset
+        (
+            "GaussianBandit-misc",
+            {"max_steps_in_episode": 6},
+            lambda i, n: jnp.full(n, i % 2, jnp.int32),
+        ),
     ],
 )
 def test_step_drawn_is_gymnax_step_given_the_same_draws(env_name, param_overrides, action_of):
     """With the reset drawn from the key gymnax's step would use, ``step_drawn`` returns
-    exactly what ``step`` (gymnax's own auto-resetting step) returns, episode ends included."""
+    what ``step`` (gymnax's own auto-resetting step) returns, episode ends included: exactly,
+    up to float rounding."""
     env, params = make_env(env_name)
     vec = VecEnv(env=env, env_params=params.replace(**param_overrides), num_envs=5)
     _obs, state = vec.reset(jax.random.key(0))
     drawn_state = state
     step_fn, drawn_fn = jax.jit(vec.step), jax.jit(vec.step_drawn)
     ended = 0
-    for i in range(24):
+    for i in range(16):
         key, action = jax.random.key(100 + i), action_of(i, vec.num_envs)
         expected, state = step_fn(key, state, action, 0.99)
         got, drawn_state = drawn_fn(_gymnax_split_draws(vec, key), drawn_state, action, 0.99)
-        jax.tree.map(np.testing.assert_array_equal, got, expected)
-        jax.tree.map(np.testing.assert_array_equal, drawn_state, state)
+        jax.tree.map(_assert_same, got, expected)
+        jax.tree.map(_assert_same, drawn_state, state)
         ended += int(np.sum(expected.done))
-    if env_name != "Asterix-MinAtar":
-        assert ended >= vec.num_envs  # the reset branch was exercised
+    assert ended >= vec.num_envs  # the reset branch was exercised
 
 
 def test_resets_are_drawn_ahead_only_for_gymnax_step_within_the_memory_bound():
