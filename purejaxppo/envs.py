@@ -120,9 +120,9 @@ def action_spec(env: Any, env_params: Any) -> ActionSpec:
     )
 
 
-def observation_shape(env: Any, env_params: Any) -> tuple[int, ...]:
-    """Shape of one observation, read from ``env.reset`` without compiling it."""
-    obs, _ = jax.eval_shape(env.reset, jax.random.key(0), env_params)
+def observation_shape(obs: Any) -> tuple[int, ...]:
+    """Shape of one observation, from the abstract ``obs`` that ``jax.eval_shape`` of
+    ``env.reset`` gives; ``ValueError`` unless it is a single array."""
     if not isinstance(obs, jax.ShapeDtypeStruct):
         raise ValueError(
             f"observations must be a single array; {type(obs).__name__} observations "
@@ -288,8 +288,9 @@ class VecEnv:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_spec", action_spec(self.env, self.env_params))
-        object.__setattr__(self, "obs_shape", observation_shape(self.env, self.env_params))
+        # one abstract reset (nothing compiled) gives the obs shape and a reset's size
         reset = jax.eval_shape(self.env.reset, jax.random.key(0), self.env_params)
+        object.__setattr__(self, "obs_shape", observation_shape(reset[0]))
         nbytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(reset))
         object.__setattr__(self, "reset_nbytes", int(nbytes))
 
