@@ -31,7 +31,7 @@ def time_compiled(
 ) -> tuple[Any, dict[str, Any]]:
     """Compile ``jax.jit(fn)`` for ``args`` ahead of time, then time ``repeats`` calls
     (after one untimed warm-up call if ``warmup``). Returns the last call's output and
-    ``{"compile_s", "run_s": [per call], "run_s_median"}``."""
+    ``{"compile_s", "run_s": [per call], "run_s_median", "memory"}`` (see :func:`memory`)."""
     compiled, compile_s = _compile(fn, args)
     if warmup:
         jax.block_until_ready(compiled(*args))
@@ -40,8 +40,27 @@ def time_compiled(
         start = time.perf_counter()
         output = jax.block_until_ready(compiled(*args))
         run_s.append(time.perf_counter() - start)
-    timing = {"compile_s": compile_s, "run_s": run_s, "run_s_median": statistics.median(run_s)}
+    timing = {
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "run_s_median": statistics.median(run_s),
+        "memory": memory(compiled),
+    }
     return output, timing
+
+
+def memory(compiled: Any) -> dict[str, int] | None:
+    """XLA's memory analysis of a compiled program, in bytes: ``temp`` (buffers live
+    during the run: the rollout, the batch, activations), ``argument``, ``output``; None
+    where the backend gives none."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None
+    return {
+        "temp_bytes": int(analysis.temp_size_in_bytes),
+        "argument_bytes": int(analysis.argument_size_in_bytes),
+        "output_bytes": int(analysis.output_size_in_bytes),
+    }
 
 
 def time_compiled_interleaved(

@@ -7,8 +7,9 @@ once: compile and run time are reported apart. The score of a seed is its final 
 mean, the interquartile mean and a 95% bootstrap confidence interval of the mean, and
 compares with the published numbers in ``benchmarks/references.json``:
 
-- ``beats``: the whole CI is at or above the reference;
-- ``matches``: the reference lies inside the CI;
+- ``beats``: the whole CI is strictly above the reference;
+- ``matches``: the reference lies inside the CI, bounds included (so a CI whose lower
+  bound equals the reference, e.g. 500 at CartPole's cap of 500, matches it);
 - ``below``: the whole CI is under the reference.
 
 A verdict reached with more environment steps than the reference used is marked ``*``.
@@ -91,8 +92,14 @@ def train_seeds(config: PPOConfig, seeds: int) -> dict[str, Any]:
 
 
 def verdict(ci_low: float, ci_high: float, reference: float) -> str:
-    """``beats`` / ``matches`` / ``below`` a reference return, from our 95% CI."""
-    if ci_low >= reference:
+    """``beats`` / ``matches`` / ``below`` a reference return, from our 95% CI.
+
+    ``beats`` needs the whole CI strictly above the reference: a lower bound equal to it
+    (e.g. every seed at CartPole's cap of 500 against a reference of 500) only matches.
+    ``matches`` means ``ci_low <= reference <= ci_high``; ``below`` means ``ci_high <
+    reference``.
+    """
+    if ci_low > reference:
         return "beats"
     if ci_high >= reference:
         return "matches"

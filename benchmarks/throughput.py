@@ -4,8 +4,10 @@ For each case it compiles ``jax.jit(jax.vmap(train))`` ahead of time (compile ti
 reported separately), makes one warm-up call, then times ``--repeats`` calls. The floor is
 the same envs stepped with uniformly random actions for the same number of steps (no
 network, no update), compiled and timed the same way; ``train_sps / env_sps`` says how
-much of the ceiling training reaches. Writes JSON (with jax version, backend, device and
-CPU count) and a PNG of steps/s against the number of parallel seeds and envs.
+much of the ceiling training reaches. Also records XLA's memory analysis of each compiled
+training program (``train.memory.temp_bytes``: the rollout, batch and activations held
+during a run). Writes JSON (with jax version, backend, device and CPU count) and a PNG of
+steps/s against the number of parallel seeds and envs.
 
     python benchmarks/throughput.py [--quick] [--repeats 3] [--out benchmarks/results]
 """
@@ -134,6 +136,10 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
     }
 
 
+def _megabytes(memory: dict[str, int] | None) -> str:
+    return "n/a" if memory is None else f"{memory['temp_bytes'] / 1e6:.1f} MB"
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -195,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"{case.name:28s} compile {result['train']['compile_s']:6.1f} s  "
             f"run {result['train']['run_s_median']:7.2f} s  train {result['train_sps']:>12,.0f} "
-            f"sps  env-only {result['env_sps']:>12,.0f} sps  ratio {result['train_over_env']:.3f}",
+            f"sps  env-only {result['env_sps']:>12,.0f} sps  ratio {result['train_over_env']:.3f}"
+            f"  temp memory {_megabytes(result['train']['memory'])}",
             flush=True,
         )
     report = {

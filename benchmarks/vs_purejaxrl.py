@@ -2,17 +2,26 @@
 
 PureJaxRL is not a dependency and none of its code ships here: point ``--purejaxrl-dir``
 at a checkout of https://github.com/luchris429/purejaxrl (the folder holding the
-``purejaxrl`` package). Its ``ppo.py`` predates gymnax 1.0, whose ``step`` returns
-``(obs, state, reward, terminated, truncated, info)``; this script adapts gymnax's envs
-back to the old 5-tuple (``done = terminated | truncated``, i.e. PureJaxRL's semantics)
-and stubs the ``brax`` import its wrappers make at module level. PureJaxRL's code runs
-unmodified otherwise.
+``purejaxrl`` folder; tried at its commits 31756b1 and 146b485). Its ``ppo.py`` is a
+script that does ``from wrappers import ...`` (``from purejaxrl.wrappers`` in older
+commits), so both the checkout and its ``purejaxrl/`` folder go on ``sys.path`` while it
+is imported (as the module ``ppo``). Its ``wrappers.py`` imports
+``brax`` (``brax.envs``, ``brax.envs.wrappers.training``) and ``navix`` at module level,
+though only its Brax and navix env wrappers, unused here, need them: where either package
+is not installed, the script stands in stub packages that define just the names those
+imports bind (using any of them raises an error saying so). The stubs, PureJaxRL's own
+modules and the ``sys.path`` entries are taken out again once ``ppo`` is imported, so
+nothing of them stays in ``sys.modules``. ``ppo.py`` predates gymnax 1.0, whose ``step``
+returns ``(obs, state, reward, terminated, truncated, info)``; this script adapts
+gymnax's envs back to the old 5-tuple (``done = terminated | truncated``, i.e.
+PureJaxRL's semantics). PureJaxRL's code runs unmodified otherwise. Its other
+requirements (flax, optax, distrax, chex, gymnax) are purejaxppo's too.
 
 Both sides train CartPole-v1 with PureJaxRL's config (4 envs x 128 steps, 500k steps,
 one seed) and are timed the same way: ahead-of-time compile, one warm-up call, then
 ``--repeats`` rounds of one timed call each, interleaved (so that drift in the machine's
 speed hits both alike); medians and the median of the per-round ratios. Writes
-``vs_purejaxrl.json``.
+``vs_purejaxrl_<backend>.json`` (``..._quick.json`` with ``--quick``).
 
     python benchmarks/vs_purejaxrl.py --purejaxrl-dir PATH [--quick] [--repeats 3] [--out DIR]
 """
@@ -20,10 +29,14 @@ speed hits both alike); medians and the median of the per-round ratios. Writes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import importlib.machinery
+import importlib.util
 import statistics
 import sys
 import types
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +63,15 @@ PUREJAXRL_CONFIG = {
     "ENV_NAME": "CartPole-v1",
     "ANNEAL_LR": True,
 }
+# What PureJaxRL's wrappers.py imports at module level from packages that only its Brax
+# and navix env wrappers use: each module it imports, with the names it binds from it.
+OPTIONAL_IMPORTS: dict[str, tuple[str, ...]] = {
+    "brax": (),
+    "brax.envs": (),  # `from brax import envs`
+    "brax.envs.wrappers": (),
+    "brax.envs.wrappers.training": ("EpisodeWrapper", "AutoResetWrapper"),
+    "navix": (),  # `import navix as nx`
+}
 
 
 def _five_tuple_make(make):
@@ -69,16 +91,110 @@ def _five_tuple_make(make):
     return patched
 
 
-def load_purejaxrl_make_train(purejaxrl_dir: Path):
-    """PureJaxRL's ``make_train`` from ``purejaxrl_dir``, adapted to gymnax 1.0."""
+def _unavailable(module: str, name: str) -> type:
+    """Stand-in for ``module.name`` of a package that is not installed: a class (so that
+    class statements could also inherit from it) that raises when called."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ModuleNotFoundError(_stub_message(f"{module}.{name}"), name=module)
+
+    return type(name, (), {"__init__": __init__, "__module__": module})
+
+
+def _stub_message(what: str) -> str:
+    """The error for using ``what`` from a stub."""
+    top = what.partition(".")[0]
+    return (
+        f"{what} is a stub: {top} is not installed, and vs_purejaxrl.py stubs it only so "
+        f"that PureJaxRL's wrappers.py imports; install {top} to use its envs"
+    )
+
+
+def _stub_getattr(module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for a stub: any name it does not define is an error."""
+
+    def __getattr__(name: str) -> Any:
+        raise AttributeError(_stub_message(f"{module}.{name}"))
+
+    return __getattr__
+
+
+def make_stubs(
+    missing: set[str], imports: Mapping[str, tuple[str, ...]] = OPTIONAL_IMPORTS
+) -> dict[str, types.ModuleType]:
+    """Stub modules, by name, for the entries of ``imports`` whose top-level package is in
+    ``missing``: a module (a package, with ``__path__``, where ``imports`` lists modules
+    under it) per entry, defining the names listed for it, each submodule also bound as
+    an attribute of its parent. Parents must come before their submodules."""
+    stubs: dict[str, types.ModuleType] = {}
+    for name, names in imports.items():
+        if name.partition(".")[0] not in missing:
+            continue
+        parent, _, child = name.rpartition(".")
+        if parent and parent not in stubs:
+            raise ValueError(f"stub {name!r} is listed before its parent {parent!r}")
+        is_package = any(other.startswith(name + ".") for other in imports)
+        module = types.ModuleType(name, f"Stub: {name} is not installed.")
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=is_package)
+        if is_package:
+            module.__path__ = []
+        for attr in names:
+            setattr(module, attr, _unavailable(name, attr))
+        module.__getattr__ = _stub_getattr(name)
+        if parent:
+            setattr(stubs[parent], child, module)
+        stubs[name] = module
+    return stubs
+
+
+def _owned(name: str, tops: set[str]) -> bool:
+    return name.partition(".")[0] in tops
+
+
+@contextlib.contextmanager
+def import_scope(
+    paths: list[Path], local: set[str], stubs: dict[str, types.ModuleType]
+) -> Iterator[None]:
+    """Import with ``paths`` first on ``sys.path`` and ``stubs`` in ``sys.modules``; on
+    exit, take out the paths, the stubs and every module whose top-level name is in
+    ``local`` (the checkout's own modules, e.g. ``ppo``, ``wrappers``, ``purejaxrl``),
+    putting back any same-named module that was there before. Real packages imported on
+    the way (distrax...) stay."""
+    tops = local | {name.partition(".")[0] for name in stubs}
+    hidden = {name: mod for name, mod in sys.modules.items() if _owned(name, tops)}
+    for name in hidden:
+        del sys.modules[name]
+    sys.modules.update(stubs)
+    entries = [str(path) for path in paths]
+    sys.path[:0] = entries
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        for entry in entries:
+            sys.path.remove(entry)
+        for name in [name for name in sys.modules if _owned(name, tops)]:
+            del sys.modules[name]
+        sys.modules.update(hidden)
+
+
+def load_purejaxrl_make_train(purejaxrl_dir: Path) -> Callable[[dict[str, Any]], Any]:
+    """PureJaxRL's ``make_train`` from the checkout ``purejaxrl_dir``, adapted to gymnax 1.0."""
     import gymnax
 
-    if not (purejaxrl_dir / "purejaxrl" / "ppo.py").exists():
-        raise SystemExit(f"error: {purejaxrl_dir}/purejaxrl/ppo.py not found")
-    sys.modules.setdefault("brax", types.ModuleType("brax"))  # only its Brax wrapper uses it
-    sys.modules["brax"].envs = types.SimpleNamespace()
-    sys.path.insert(0, str(purejaxrl_dir))
-    ppo = importlib.import_module("purejaxrl.ppo")
+    package = purejaxrl_dir / "purejaxrl"
+    if not (package / "ppo.py").exists():
+        raise SystemExit(f"error: {package}/ppo.py not found")
+    tops = {name.partition(".")[0] for name in OPTIONAL_IMPORTS}
+    missing = {top for top in tops if importlib.util.find_spec(top) is None}
+    local = {"purejaxrl"} | {p.stem for p in package.iterdir() if p.suffix == ".py" or p.is_dir()}
+    try:
+        with import_scope([package, purejaxrl_dir], local, make_stubs(missing)):
+            ppo = importlib.import_module("ppo")
+    except ModuleNotFoundError as error:
+        raise SystemExit(
+            f"error: importing {package}/ppo.py needs {error.name!r}, which is not found ({error})"
+        ) from error
     ppo.gymnax = types.SimpleNamespace(make=_five_tuple_make(gymnax.make))
     return ppo.make_train
 

@@ -1,6 +1,8 @@
 """Smoke tests: every benchmark script runs in its quickest mode, so none of them rots."""
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import jax
@@ -27,6 +29,7 @@ def test_throughput_quick(tmp_path):
         assert result["train"]["compile_s"] > 0 and len(result["train"]["run_s"]) == 1
         assert result["train_sps"] > 0 and result["env_sps"] > 0
         assert result["train_over_env"] == result["train_sps"] / result["env_sps"]
+        assert result["train"]["memory"]["temp_bytes"] > 0  # XLA's analysis of the program
         config = PPOConfig.from_dict(result["config"])  # the JSON round-trips to a config
         assert result["env_steps"] == result["seeds"] * config.trained_timesteps
     assert (tmp_path / "throughput_cpu_quick.png").stat().st_size > 1000
@@ -56,6 +59,10 @@ def test_returns_verdicts():
     assert verdict(ci_low=-85.0, ci_high=-75.0, reference=-80.0) == "matches"
     assert verdict(ci_low=-79.0, ci_high=-70.0, reference=-80.0) == "beats"
     assert verdict(ci_low=-95.0, ci_high=-81.0, reference=-80.0) == "below"
+    # bounds equal to the reference are inside the CI: 500 at CartPole's cap matches 500
+    assert verdict(ci_low=500.0, ci_high=500.0, reference=500.0) == "matches"
+    assert verdict(ci_low=-80.0, ci_high=-70.0, reference=-80.0) == "matches"
+    assert verdict(ci_low=-90.0, ci_high=-80.0, reference=-80.0) == "matches"
 
 
 def test_returns_quick(tmp_path):
@@ -98,16 +105,60 @@ def test_vs_sb3_quick(tmp_path):
     assert report["config"]["clip_value_loss"] is False  # identical to SB3's value loss
 
 
-STAND_IN_PPO = '''
-"""Stands in for PureJaxRL's ppo.py: the same imports and env API, a trivial train."""
-import gymnax
+# Stand-ins for PureJaxRL's purejaxrl/wrappers.py and purejaxrl/ppo.py (at commit
+# 31756b1): the same layout and module-level imports, the names ppo.py takes from
+# wrappers.py, the old 5-tuple env API, and a trivial train.
+STAND_IN_WRAPPERS = '''
+"""Stands in for PureJaxRL's wrappers.py: its module-level imports, trivial wrappers."""
 import jax
 import jax.numpy as jnp
-from brax import envs  # noqa: F401  (PureJaxRL's wrappers import it at module level)
+import chex
+import numpy as np
+from flax import struct
+from functools import partial
+from typing import Optional, Tuple, Union, Any
+from gymnax.environments import environment, spaces
+from brax import envs
+from brax.envs.wrappers.training import EpisodeWrapper, AutoResetWrapper
+import navix as nx
+
+
+class GymnaxWrapper(object):
+    def __init__(self, env):
+        self._env = env
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
+class FlattenObservationWrapper(GymnaxWrapper):
+    def step(self, key, state, action, params=None):
+        obs, state, reward, done, info = self._env.step(key, state, action, params)
+        return jnp.reshape(obs, (-1,)), state, reward, done, info
+
+
+class LogWrapper(GymnaxWrapper):
+    pass
+'''
+
+STAND_IN_PPO = '''
+"""Stands in for PureJaxRL's ppo.py: its module-level imports, a trivial train."""
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+import numpy as np
+import optax
+from flax.linen.initializers import constant, orthogonal
+from typing import Sequence, NamedTuple, Any
+from flax.training.train_state import TrainState
+import distrax
+import gymnax
+from wrappers import LogWrapper, FlattenObservationWrapper
 
 
 def make_train(config):
     env, env_params = gymnax.make(config["ENV_NAME"])
+    env = LogWrapper(FlattenObservationWrapper(env))
     steps = int(config["TOTAL_TIMESTEPS"]) // config["NUM_ENVS"]
 
     def train(rng):
@@ -126,12 +177,16 @@ def make_train(config):
 
 
 def test_vs_purejaxrl_quick_against_a_stand_in(tmp_path):
-    """The loader's shims (gymnax 1.0 step -> PureJaxRL's 5-tuple, the brax stub) and the
-    timing harness, with a stand-in for PureJaxRL's ppo.py (CI has no PureJaxRL checkout)."""
+    """The loader (upstream's layout: ppo.py does ``from wrappers import ...``; stubs for
+    the brax and navix that wrappers.py imports, where they are not installed), the
+    gymnax 1.0 step -> PureJaxRL's 5-tuple shim and the timing harness, with stand-ins
+    for PureJaxRL's files (CI has no PureJaxRL checkout)."""
     package = tmp_path / "purejaxrl_checkout" / "purejaxrl"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
+    package.mkdir(parents=True)  # no __init__.py, as upstream
+    (package / "wrappers.py").write_text(STAND_IN_WRAPPERS)
     (package / "ppo.py").write_text(STAND_IN_PPO)
+    before = set(sys.modules)
+    stubbed = {name for name in ("brax", "navix") if importlib.util.find_spec(name) is None}
     report = load("vs_purejaxrl").main(
         [
             "--purejaxrl-dir",
@@ -143,6 +198,10 @@ def test_vs_purejaxrl_quick_against_a_stand_in(tmp_path):
             str(tmp_path),
         ]
     )
+    scoped = stubbed | {"ppo", "wrappers", "purejaxrl"}  # stubs and the checkout's modules
+    leaked = {name for name in set(sys.modules) - before if name.split(".")[0] in scoped}
+    assert not leaked, f"the loader left these in sys.modules: {sorted(leaked)}"
+    assert str(package) not in sys.path and str(package.parent) not in sys.path
     assert report["config"]["TOTAL_TIMESTEPS"] == 1024
     assert report["trained_timesteps"] == 1024
     for side in ("purejaxppo", "purejaxrl"):
