@@ -8,8 +8,10 @@ Also ``python -m purejaxppo``; with no command (or only flags) it trains.
     purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic]
 
 Every ``PPOConfig`` field is a flag (``--lr 1e-3``, ``--normalize-obs true``,
-``--hidden-sizes 128,128``); flags override the config file, which overrides the
-defaults. A run folder holds ``config.json``, ``metrics.npz`` (every metric,
+``--hidden-sizes 128,128``, ``--target-kl none``), its parser derived from the field's type;
+flags override the config file (PureJaxRL's UPPERCASE keys work there too; YAML floats
+follow YAML 1.2, so ``lr: 1e-3`` is a number), which overrides the defaults; the merged
+values are validated once. A run folder holds ``config.json``, ``metrics.npz`` (every metric,
 ``[seeds, updates]``), ``summary.json``, ``learning_curve.png`` and ``checkpoint/``
 (the whole final training state, for ``evaluate`` or for resuming). Bad input is one
 line on stderr and exit code 2.
@@ -20,8 +22,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import time
+import types
+import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -40,33 +46,88 @@ class UsageError(ValueError):
     """Bad input found after parsing: one line on stderr, exit 2."""
 
 
-def _field_parser(field: dataclasses.Field) -> Any:
-    """Text -> value for one PPOConfig field (the config itself validates ranges)."""
-    kind = str(field.type)
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
-    def parse(text: str) -> Any:
-        if kind == "bool":
-            if text.lower() in ("true", "1", "yes"):
-                return True
-            if text.lower() in ("false", "0", "no"):
-                return False
-            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-        if text.lower() == "none" and "None" in kind:
-            return None
-        try:
-            if kind.startswith("tuple"):
-                return tuple(int(part) for part in text.split(","))
-            if kind == "int":
-                return int(float(text)) if float(text).is_integer() else float(text)
-            if kind.startswith("float"):
-                return float(text)
-        except ValueError:
-            expected = {"int": "an integer", "tuple[int, ...]": "comma-separated integers"}
-            wanted = expected.get(kind, "a number")
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        return text
 
-    return parse
+def _parse_int(text: str) -> int | float:
+    """An int; a whole number in float syntax is that int (``5e5`` -> 500000). Any other
+    number comes back as a float, for ``PPOConfig`` to refuse naming the field."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return int(number) if number.is_integer() else number
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _parse_int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _parse_str(text: str) -> str:
+    return text
+
+
+# Field type -> (text -> value, metavar). A field of type ``X | None`` also takes "none".
+_PARSERS: dict[Any, tuple[Callable[[str], Any], str]] = {
+    bool: (_parse_bool, "true|false"),
+    int: (_parse_int, "INT"),
+    float: (_parse_float, "FLOAT"),
+    str: (_parse_str, "NAME"),
+    tuple[int, ...]: (_parse_int_tuple, "INT,INT,..."),
+}
+
+
+def _field_parser(name: str, annotation: Any) -> tuple[Callable[[str], Any], str, bool]:
+    """``(text -> value, metavar, optional)`` for the PPOConfig field ``name`` of type
+    ``annotation`` (resolved, from ``typing.get_type_hints``; ``PPOConfig`` validates the
+    value). ``optional``: the type is ``X | None`` and the text "none" gives None.
+
+    Raises ``TypeError`` naming the field for a type the command line cannot parse.
+    """
+    members = typing.get_args(annotation)
+    optional = (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and len(members) == 2
+        and type(None) in members
+    )
+    if optional:
+        annotation = next(member for member in members if member is not type(None))
+    try:
+        parse, metavar = _PARSERS[annotation]
+    except (KeyError, TypeError):  # TypeError: an unhashable annotation
+        raise TypeError(
+            f"PPOConfig field {name!r} has type {annotation!r}, which the command line "
+            "cannot parse; supported: bool, int, float, str, tuple[int, ...] and X | None "
+            "of these (add a parser to purejaxppo.cli._PARSERS)"
+        ) from None
+    if not optional:
+        return parse, metavar, False
+
+    def parse_optional(text: str) -> Any:
+        return None if text.lower() == "none" else parse(text)
+
+    return parse_optional, metavar, True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,22 +137,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train vmapped seeds and save a run folder")
-    train.add_argument("--env", dest="env_name", help="gymnax env name (default CartPole-v1)")
+    # Field flags default to "not given" (absent from the namespace), so a flag can also set
+    # a field to None (`--target-kl none`) over a config file's value.
+    train.add_argument(
+        "--env",
+        dest="env_name",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="gymnax env name (default CartPole-v1)",
+    )
     train.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds trained at once")
     train.add_argument("--seed", type=int, default=0, help="base seed: keys are split from it")
     train.add_argument("--config", type=Path, help="a .json or .yaml file of PPOConfig fields")
     train.add_argument("--out", type=Path, help="run folder (default runs/ENV_TIME)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     fields = train.add_argument_group("PPOConfig fields (override --config)")
+    types_ = typing.get_type_hints(PPOConfig)
     for field in dataclasses.fields(PPOConfig):
+        parse, metavar, optional = _field_parser(field.name, types_[field.name])
         if field.name == "env_name":
             continue
         fields.add_argument(
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
-            type=_field_parser(field),
-            metavar=str(field.type).upper().replace(" ", ""),
-            help=f"default {field.default!r}",
+            type=parse,
+            default=argparse.SUPPRESS,
+            metavar=metavar,
+            help=f"default {field.default!r}" + ("; none for None" if optional else ""),
         )
 
     evaluate = commands.add_parser("evaluate", help="evaluate a saved run's final policies")
@@ -103,22 +175,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _yaml_loader() -> type:
+    """PyYAML's SafeLoader, plus YAML 1.2's float syntax: ``1e-3``, ``5e5`` and ``-2E+4`` are
+    floats (YAML 1.1, which PyYAML implements, needs a dot and a signed exponent, so it
+    reads them as strings). Everything else is SafeLoader's YAML 1.1."""
+    import yaml
+
+    class Yaml12FloatLoader(yaml.SafeLoader):
+        pass
+
+    Yaml12FloatLoader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)$"),
+        list("-+.0123456789"),
+    )
+    return Yaml12FloatLoader
+
+
 def _load_config_file(path: Path) -> dict[str, Any]:
+    """A ``--config`` file's mapping (JSON, or YAML with YAML 1.2 floats), not validated."""
     if not path.is_file():
         raise UsageError(f"--config {path}: no such file")
+    if path.suffix not in (".json", ".yaml", ".yml"):
+        raise UsageError(f"--config {path}: expected a .json, .yaml or .yml file")
     text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    if path.suffix == ".json":
+        parse, errors = json.loads, (json.JSONDecodeError,)
+    else:
+        import yaml
 
-            data = yaml.safe_load(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise UsageError(f"--config {path}: expected a .json, .yaml or .yml file")
-    except (json.JSONDecodeError, ImportError, ValueError) as error:
-        if isinstance(error, UsageError):
-            raise
+        loader = _yaml_loader()  # a SafeLoader: builds no arbitrary objects
+        parse, errors = (lambda text: yaml.load(text, Loader=loader)), (yaml.YAMLError,)
+    try:
+        data = parse(text)
+    except errors as error:
         raise UsageError(f"--config {path}: cannot parse: {error}".splitlines()[0]) from error
     if not isinstance(data, dict):
         raise UsageError(f"--config {path}: expected a mapping of config fields")
@@ -126,16 +216,21 @@ def _load_config_file(path: Path) -> dict[str, Any]:
 
 
 def resolve_config(args: argparse.Namespace) -> Any:
-    """Defaults < config file < flags, validated by ``PPOConfig``."""
-    from purejaxppo.config import PPOConfig
+    """Defaults < config file < flags, validated once by ``PPOConfig`` after merging.
+
+    The file's keys are mapped to field names as ``PPOConfig.from_dict`` maps them
+    (PureJaxRL's UPPERCASE keys, ``NORMALIZE_ENV``) but not validated on their own, so flags
+    can fix a file that is invalid by itself (``--num-minibatches 2``).
+    """
+    from purejaxppo.config import PPOConfig, map_config_keys
 
     values: dict[str, Any] = {}
     if args.config is not None:
-        values.update(PPOConfig.from_dict(_load_config_file(args.config)).to_dict())
+        values.update(map_config_keys(_load_config_file(args.config)))
+    flags = vars(args)
     for field in dataclasses.fields(PPOConfig):
-        flag_value = getattr(args, field.name, None)
-        if flag_value is not None:
-            values[field.name] = flag_value
+        if field.name in flags:  # given on the command line (absent otherwise)
+            values[field.name] = flags[field.name]
     return PPOConfig.from_dict(values)
 
 
@@ -164,8 +259,8 @@ def train_command(args: argparse.Namespace) -> int:
         flush=True,
     )
 
-    def run_vmapped(keys):
-        return jax.vmap(lambda k: trainer.run(trainer.init(k), config.num_updates))(keys)
+    def run_vmapped(keys):  # the seeds' shared update counter stays unbatched
+        return trainer.run_many(trainer.init_many(keys), config.num_updates)
 
     start = time.perf_counter()
     compiled = jax.jit(run_vmapped).lower(keys).compile()

@@ -1,7 +1,8 @@
 """PPOConfig: every setting of a training run, validated before anything is traced.
 
 Field names are PureJaxRL's config keys in lower_snake_case (``LR`` -> ``lr``), so a
-PureJaxRL config dict can be passed to :meth:`PPOConfig.from_dict` unchanged.
+PureJaxRL config dict can be passed to :meth:`PPOConfig.from_dict` unchanged
+(:func:`map_config_keys` does the key mapping, for the CLI too).
 Sizes that fix array shapes are Python ints; the float hyperparameters that do not fix
 a shape are also exposed as a pytree (:class:`PPOHyperparams`) so ``jax.vmap`` can sweep
 them without retracing.
@@ -12,18 +13,38 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 POLICY_OBJECTIVES = ("clip", "kl_penalty", "kl_fixed", "unclipped")
+GRAD_CLIPS = ("global", "per_network")
 
 # PureJaxRL keys that do not map one-to-one onto a field (after lower-casing).
 _PUREJAXRL_ALIASES: dict[str, tuple[str, ...]] = {
     "normalize_env": ("normalize_obs", "normalize_reward"),
 }
+# PureJaxRL keys (in its ppo*.py scripts) that do not change what is trained: accepted and
+# ignored, with what to use here instead.
+_PUREJAXRL_IGNORED: dict[str, str] = {
+    "debug": "prints episode returns from inside the jitted loop; here use progress=True "
+    "or the episode_return metric",
+}
+# Sizes PureJaxRL's make_train derives and writes into the dict it is given; a dict that
+# went through it carries them. Accepted when they equal this config's property of that name.
+_PUREJAXRL_DERIVED = ("num_updates", "minibatch_size")
+# PureJaxRL keys that would change training but have no counterpart here.
+_PUREJAXRL_UNSUPPORTED: dict[str, str] = {
+    "dpo_alpha": "DPO (PureJaxRL's dpo_continuous_action.py) is not implemented here; remove "
+    "DPO_ALPHA and DPO_BETA to train PPO, or see policy_objective for the objectives "
+    f"available {POLICY_OBJECTIVES}",
+}
+_PUREJAXRL_UNSUPPORTED["dpo_beta"] = _PUREJAXRL_UNSUPPORTED["dpo_alpha"]
+# NumPy dtype kinds converted to Python scalars: bool, signed/unsigned int, float, str.
+_NUMPY_KINDS = "biufU"
 
 
 class PPOHyperparams(NamedTuple):
@@ -51,6 +72,25 @@ class PPOConfig:
     ``num_updates = total_timesteps // (num_envs * num_steps)``: a budget that is not a
     multiple of one batch trains ``num_updates * batch_size`` steps (as PureJaxRL does),
     which :attr:`trained_timesteps` reports and the ``env_steps`` metric counts.
+
+    Values may be Python or NumPy scalars (``np.float32(3e-4)``, ``np.int64(8)``,
+    ``np.bool_(True)``, 0-d arrays): NumPy ones are stored as the Python scalar of the same
+    kind with the same value (``float(np.float32(3e-4))``), so a config stays hashable and
+    :meth:`to_dict` stays JSON-serialisable. An int field takes a whole float (``5e5`` is
+    500000) and refuses any other float.
+
+    Fields beyond PureJaxRL's (their defaults are its behaviour):
+
+    - ``grad_clip``: how ``max_grad_norm`` clips the gradients. ``"global"``: one global
+      norm over the actor's and the critic's gradients together (PureJaxRL);
+      ``"per_network"``: the actor's and the critic's gradients are each clipped to
+      ``max_grad_norm`` separately. One of :data:`GRAD_CLIPS`.
+    - ``value_clip_eps``: the range of the clipped value loss,
+      ``|V - V_old| <= value_clip_eps`` (with ``clip_value_loss``). None (default) uses the
+      policy's clip range, ``clip_eps``, following its schedule (``clip_eps_final``); a
+      number must be finite and > 0 and stays constant.
+
+    Neither is a traced hyperparameter: :meth:`hyperparams` does not include them.
     """
 
     env_name: str = "CartPole-v1"
@@ -83,8 +123,12 @@ class PPOConfig:
     target_kl: float | None = None
     eval_every: int | None = None
     eval_episodes: int = 16
+    grad_clip: str = "global"
+    value_clip_eps: float | None = None
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, _python_scalar(getattr(self, field.name)))
         for name in (
             "total_timesteps",
             "num_envs",
@@ -124,6 +168,8 @@ class PPOConfig:
             _check_range("clip_eps_final", self.clip_eps_final, low=0.0, low_open=True)
         if self.target_kl is not None:
             _check_range("target_kl", self.target_kl, low=0.0, low_open=True)
+        if self.value_clip_eps is not None:
+            _check_range("value_clip_eps", self.value_clip_eps, low=0.0, low_open=True)
         if self.policy_objective not in POLICY_OBJECTIVES:
             raise ValueError(
                 f"policy_objective must be one of {POLICY_OBJECTIVES}, "
@@ -132,17 +178,23 @@ class PPOConfig:
 
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.grad_clip not in GRAD_CLIPS:
+            raise ValueError(f"grad_clip must be one of {GRAD_CLIPS}, got {self.grad_clip!r}")
         sizes = self.hidden_sizes
+        if isinstance(sizes, np.ndarray) and sizes.ndim == 1:
+            sizes = list(sizes)
+        if isinstance(sizes, Sequence) and not isinstance(sizes, str):
+            sizes = tuple(_python_scalar(size) for size in sizes)
         if (
-            isinstance(sizes, int)
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+            not isinstance(sizes, tuple)
             or len(sizes) == 0
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
         ):
             raise ValueError(
                 "hidden_sizes must be a non-empty sequence of positive ints, e.g. (64, 64); "
-                f"got {sizes!r}"
+                f"got {self.hidden_sizes!r}"
             )
-        object.__setattr__(self, "hidden_sizes", tuple(sizes))
+        object.__setattr__(self, "hidden_sizes", sizes)
 
         if self.batch_size % self.num_minibatches:
             divisors = [
@@ -199,28 +251,81 @@ class PPOConfig:
     def from_dict(cls, config: Mapping[str, Any]) -> PPOConfig:
         """Build from field names or PureJaxRL's UPPERCASE keys (``{"LR": 2.5e-4, ...}``).
 
-        ``NORMALIZE_ENV`` sets both ``normalize_obs`` and ``normalize_reward``.
+        Keys are mapped by :func:`map_config_keys`: lower-cased; ``NORMALIZE_ENV`` sets both
+        ``normalize_obs`` and ``normalize_reward``. Other keys of PureJaxRL's PPO scripts:
+
+        - ``DEBUG`` is accepted and ignored: it only prints episode returns from inside
+          PureJaxRL's jitted loop (here: ``progress=True`` or the ``episode_return`` metric).
+        - ``NUM_UPDATES`` and ``MINIBATCH_SIZE``, which PureJaxRL's ``make_train`` writes
+          into the dict it is given, are accepted when they equal :attr:`num_updates` and
+          :attr:`minibatch_size` of the built config (they cannot set them: change
+          ``total_timesteps`` / ``num_minibatches``); otherwise ``ValueError``.
+        - ``DPO_ALPHA`` / ``DPO_BETA`` (PureJaxRL's DPO script) raise ``ValueError``: DPO
+          is not implemented here.
+
         Unknown keys raise ``ValueError`` naming the closest valid key.
         """
         if isinstance(config, PPOConfig):
             return config
-        if not isinstance(config, Mapping):
-            raise ValueError(f"config must be a PPOConfig or a dict, got {type(config).__name__}")
-        field_names = [f.name for f in dataclasses.fields(cls)]
-        kwargs: dict[str, Any] = {}
-        for key, value in config.items():
-            name = str(key).lower()
-            targets = _PUREJAXRL_ALIASES.get(name, (name,))
-            for target in targets:
-                if target not in field_names:
-                    raise ValueError(
-                        f"unknown config key {key!r}{_suggest(name, field_names)}; "
-                        f"valid keys: {', '.join(field_names)}"
-                    )
-                if target in kwargs:
-                    raise ValueError(f"config key {key!r} sets {target!r} twice")
-                kwargs[target] = value
-        return cls(**kwargs)
+        values = map_config_keys(config)
+        stated = {name: values.pop(name) for name in _PUREJAXRL_DERIVED if name in values}
+        built = cls(**values)
+        for name, value in stated.items():
+            actual, number = getattr(built, name), _python_scalar(value)
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or number != actual:
+                raise ValueError(
+                    f"config key {name!r} = {value!r} disagrees with this config's {name} = "
+                    f"{actual} (derived from total_timesteps, num_envs, num_steps and "
+                    f"num_minibatches); remove it or change those fields"
+                )
+        return built
+
+
+def map_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config``'s keys as PPOConfig field names; values are passed on unvalidated.
+
+    Keys are field names or PureJaxRL's UPPERCASE keys: lower-cased, ``NORMALIZE_ENV``
+    expanded to ``normalize_obs`` and ``normalize_reward``, ``DEBUG`` dropped. PureJaxRL's
+    derived ``NUM_UPDATES`` / ``MINIBATCH_SIZE`` are kept as ``num_updates`` /
+    ``minibatch_size`` for :meth:`PPOConfig.from_dict` to check. Mapping the result again
+    gives it back unchanged, so mapped dicts can be merged (the CLI merges a config file with
+    its flags) and validated once by ``from_dict``. Raises ``ValueError`` for an unknown key
+    (naming the closest valid one), a PureJaxRL key with no counterpart here, or two keys
+    that set the same field.
+    """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a PPOConfig or a dict, got {type(config).__name__}")
+    field_names = [f.name for f in dataclasses.fields(PPOConfig)]
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        name = str(key).lower()
+        if name in _PUREJAXRL_IGNORED:
+            continue
+        if name in _PUREJAXRL_UNSUPPORTED:
+            raise ValueError(
+                f"config key {key!r} is a PureJaxRL key this library does not support: "
+                f"{_PUREJAXRL_UNSUPPORTED[name]}"
+            )
+        for target in _PUREJAXRL_ALIASES.get(name, (name,)):
+            if target not in field_names and target not in _PUREJAXRL_DERIVED:
+                raise ValueError(
+                    f"unknown config key {key!r}{_suggest(name, field_names)}; "
+                    f"valid keys: {', '.join(field_names)}"
+                )
+            if target in values:
+                raise ValueError(f"config key {key!r} sets {target!r} twice")
+            values[target] = value
+    return values
+
+
+def _python_scalar(value: Any) -> Any:
+    """A NumPy bool/int/float/str scalar or 0-d array as the Python scalar with the same value
+    (``.item()``, exact: ``np.float32(3e-4)`` -> ``float(np.float32(3e-4))``); anything else
+    unchanged, for the field's own check to accept or refuse."""
+    is_numpy = isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0)
+    if is_numpy and value.dtype.kind in _NUMPY_KINDS:
+        return value.item()
+    return value
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -1,13 +1,17 @@
 """The command line end to end: train a tiny run, evaluate it, and refuse bad input (exit 2)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
+import typing
 
 import numpy as np
 import pytest
+import yaml
 
-from purejaxppo.cli import main
+from purejaxppo import PPOConfig
+from purejaxppo.cli import _field_parser, _load_config_file, build_parser, main, resolve_config
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +67,10 @@ def test_config_file_then_flags(tmp_path, capsys):
         (["train", "--lr", "fast"], "error: argument --lr: expected a number, got 'fast'"),
         (["train", "--hidden-sizes", "64,x"], "expected comma-separated integers, got '64,x'"),
         (["train", "--normalize-obs", "maybe"], "expected true or false, got 'maybe'"),
+        (["train", "--eval-every", "often"], "argument --eval-every: expected an integer"),
+        (["train", "--eval-every", "0.5"], "error: eval_every must be a positive integer, got 0.5"),
+        (["train", "--grad-clip", "layer"], "error: grad_clip must be one of ('global', "),
+        (["train", "--value-clip-eps", "0"], "error: value_clip_eps must be a finite number"),
         (["train", "--env", "Cartpole"], "error: env_name='Cartpole' is not a registered"),
         (["train", "--seeds", "0"], "error: --seeds must be a positive integer, got 0"),
         (["evaluate", "--run", "nowhere"], "error: --run nowhere is not a run folder"),
@@ -92,3 +100,159 @@ def test_module_and_console_script_entry_points():
         [sys.executable, "-m", "purejaxppo", "--lr", "-1"], capture_output=True, text=True
     )
     assert result.returncode == 2 and result.stderr.startswith("error: lr must be")
+
+
+def _resolve(*argv: str) -> PPOConfig:
+    return resolve_config(build_parser().parse_args(["train", *argv]))
+
+
+# A valid non-default value of every PPOConfig field (each on top of the defaults).
+_NON_DEFAULT = {
+    "env_name": "Pendulum-v1",
+    "total_timesteps": 1024,
+    "num_envs": 8,
+    "num_steps": 256,
+    "update_epochs": 10,
+    "num_minibatches": 8,
+    "lr": 3e-4,
+    "anneal_lr": False,
+    "gamma": 0.995,
+    "gae_lambda": 0.9,
+    "clip_eps": 0.1 + 0.2,  # 0.30000000000000004: the text must round-trip exactly
+    "ent_coef": 1 / 3,
+    "vf_coef": 0.25,
+    "max_grad_norm": 0.75,
+    "activation": "relu",
+    "hidden_sizes": (128, 32, 16),
+    "normalize_advantages": False,
+    "clip_value_loss": False,
+    "normalize_obs": True,
+    "normalize_reward": True,
+    "obs_clip": 5.0,
+    "reward_clip": 2.5,
+    "log_std_init": -0.5,
+    "policy_objective": "kl_penalty",
+    "kl_target": 0.02,
+    "kl_beta_init": 3.0,
+    "clip_eps_final": 0.05,
+    "target_kl": 0.015,
+    "eval_every": 5,
+    "eval_episodes": 4,
+    "grad_clip": "per_network",
+    "value_clip_eps": 1e-05,
+}
+
+
+def _as_text(value) -> str:
+    """``value`` as a user would type it on the command line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(part) for part in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(PPOConfig)])
+def test_every_field_round_trips_through_its_flag(field):
+    """For every field (a new one included), a non-default value typed as text on the
+    command line comes back from the parser and resolve_config exactly."""
+    assert field in _NON_DEFAULT, f"add a non-default value for the new field {field!r}"
+    value = _NON_DEFAULT[field]
+    assert value != getattr(PPOConfig(), field)
+    flag = "--env" if field == "env_name" else f"--{field.replace('_', '-')}"
+    got = getattr(_resolve(flag, _as_text(value)), field)
+    assert got == value and type(got) is type(value)
+
+
+def test_flag_spellings():
+    assert _resolve("--total-timesteps", "5e5").total_timesteps == 500_000
+    assert _resolve("--eval-every", "1e1").eval_every == 10
+    assert _resolve("--eval-every", "None").eval_every is None
+    assert _resolve("--target-kl", "NONE", "--lr", "1E-3").lr == 1e-3
+    assert _resolve("--normalize-obs", "1", "--clip-value-loss", "no").normalize_obs
+    big = 2**60 + 1  # an int flag is parsed as an int, not through a float
+    assert _resolve("--total-timesteps", str(big)).total_timesteps == big
+
+
+def test_none_flag_overrides_the_config_file(tmp_path):
+    config = tmp_path / "c.json"
+    values = {"target_kl": 0.02, "eval_every": 5, "clip_eps_final": 0.1, "value_clip_eps": 0.3}
+    config.write_text(json.dumps(values))
+    from_file = _resolve("--config", str(config))
+    assert {name: getattr(from_file, name) for name in values} == values
+    flags = [arg for name in values for arg in (f"--{name.replace('_', '-')}", "none")]
+    unset = _resolve("--config", str(config), *flags)
+    assert {name: getattr(unset, name) for name in values} == dict.fromkeys(values)
+
+
+def test_field_parsers_come_from_the_field_types():
+    parse, metavar, optional = _field_parser("n", typing.Optional[int])  # noqa: UP045
+    assert (parse("7"), parse("none"), metavar, optional) == (7, None, "INT", True)
+    parse, metavar, optional = _field_parser("eps", float | None)
+    assert (parse("1e-3"), parse("None"), metavar, optional) == (1e-3, None, "FLOAT", True)
+    assert _field_parser("sizes", tuple[int, ...])[0]("3,4") == (3, 4)
+    for annotation in (dict[str, float], int | str, list[int], "int"):
+        with pytest.raises(TypeError, match=r"PPOConfig field 'schedule' has type .*cannot parse"):
+            _field_parser("schedule", annotation)
+
+
+def test_help_metavars_are_plain(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--eval-every INT default None; none for None" in help_text
+    assert "--target-kl FLOAT" in help_text and "--lr FLOAT default 0.00025" in help_text
+    assert "--hidden-sizes INT,INT,..." in help_text and "--anneal-lr true|false" in help_text
+    assert "|NONE" not in help_text and "TUPLE" not in help_text
+
+
+def test_yaml_floats_follow_yaml_1_2(tmp_path):
+    """PyYAML's YAML 1.1 reads ``1e-3`` as a string; the CLI reads it as the float."""
+    text = (
+        "a: 1e-3\nb: 5e5\nc: -2E+4\nd: 1.0e5\ne: .5e1\nf: 8\ng: '1e-3'\nh: 1.5\n"
+        "i: fast\nj: 1e\nk: true\n"
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    loaded = _load_config_file(path)
+    expected = {
+        "a": 1e-3, "b": 5e5, "c": -2e4, "d": 1e5, "e": 5.0, "f": 8, "g": "1e-3", "h": 1.5,
+        "i": "fast", "j": "1e", "k": True,
+    }  # fmt: skip
+    assert loaded == expected
+    assert {key: type(value) for key, value in loaded.items()} == {
+        key: type(value) for key, value in expected.items()
+    }
+    assert yaml.safe_load("a: 1e-3") == {"a": "1e-3"}  # PyYAML's own loader is untouched
+
+
+def test_yaml_config_with_exponents(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-3\ntotal_timesteps: 5e5\n")
+    config = _resolve("--config", str(path))
+    assert (config.lr, config.total_timesteps) == (1e-3, 500_000)
+    assert type(config.total_timesteps) is int
+    path.write_text("lr: fast\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "error: lr must be a finite number in (0, inf), got 'fast'" in err
+
+
+def test_config_file_is_validated_after_the_flags(tmp_path, capsys):
+    """A file that is invalid alone (batch 30 is not divisible by 4 minibatches) but valid
+    with the flags is accepted; the file's keys are mapped as from_dict maps them."""
+    path = tmp_path / "c.yaml"
+    path.write_text("NUM_ENVS: 3\nnum_steps: 10\nNORMALIZE_ENV: true\nDEBUG: true\n")
+    assert main(["train", "--config", str(path)]) == 2
+    assert "must be divisible by num_minibatches = 4" in capsys.readouterr().err
+    config = _resolve("--config", str(path), "--num-minibatches", "2", "--normalize-reward", "no")
+    assert (config.num_envs, config.num_steps, config.num_minibatches) == (3, 10, 2)
+    assert config.normalize_obs and not config.normalize_reward
+
+
+def test_unparsable_yaml_is_one_line(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: [1e-3\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --config {path}: cannot parse") and err.count("\n") == 1
