@@ -19,10 +19,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from purejaxppo import counters
 from purejaxppo.config import PPOConfig, as_config
 from purejaxppo.train import Trainer, TrainerState
 
-FORMAT_VERSION = 1
+# 2: the update counter is one shared scalar for a batch of runs; normalisation counts
+# are float64; the runner holds the evaluation's key stream.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -51,11 +54,23 @@ def _file_hashes(folder: Path) -> dict[str, str]:
 
 
 def save_checkpoint(path: str | Path, state: TrainerState, config: PPOConfig) -> Path:
-    """Write ``state`` (of a run of ``config``) to the new folder ``path``."""
+    """Write ``state`` (of a run of ``config``, or of a batch of runs from
+    ``Trainer.init_many`` / ``run_many``) to the new folder ``path``.
+
+    A state whose ``update_index`` was batched by a plain ``jax.vmap`` is stored with the
+    shared scalar counter ``load_checkpoint`` gives back (all its entries must be equal).
+    """
     import orbax.checkpoint as ocp
 
     from purejaxppo import __version__
 
+    counts = np.unique(np.asarray(state.update_index))
+    if counts.size != 1:
+        raise ValueError(
+            f"state.update_index holds different counts {counts.tolist()}: a checkpoint holds "
+            "runs that have all done the same number of updates"
+        )
+    state = state._replace(update_index=jax.numpy.asarray(counts[0], jax.numpy.int32))
     path = Path(path).resolve()
     if path.exists():
         raise FileExistsError(f"checkpoint folder {path} already exists; pick a new one")
@@ -112,8 +127,10 @@ def load_checkpoint(
     """Restore the :class:`TrainerState` saved at ``path`` for ``trainer``'s config.
 
     ``batch_shape``: the leading vmapped axes the state was saved with (``(seeds,)`` for
-    a vmapped run). Raises :class:`CheckpointError` if the checkpoint is corrupt, of an
-    unknown format, or was written for a different config.
+    a state from ``Trainer.init_many`` / ``run_many``); the restored state's
+    ``update_index`` is the shared scalar ``run_many`` takes. Raises
+    :class:`CheckpointError` if the checkpoint is corrupt, of an unknown format, or was
+    written for a different config.
     """
     import orbax.checkpoint as ocp
 
@@ -131,18 +148,13 @@ def load_checkpoint(
             f"(saved, given): {differing}"
         )
 
-    def abstract_init(keys: jax.Array) -> TrainerState:
-        init = trainer.init
-        for _ in batch_shape:
-            init = jax.vmap(init)
-        return init(keys)
-
     keys = jax.random.split(jax.random.key(0), int(np.prod(batch_shape, dtype=int)))
     keys = keys.reshape(batch_shape) if batch_shape else keys[0]
-    target = jax.eval_shape(abstract_init, keys)
-    storable_target = jax.eval_shape(_to_storable, target)
+    target = jax.eval_shape(trainer.init_many, keys)
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        # 64-bit mode keeps the float64 counters (counters.py) in their own dtype
+        with counters.wide(), ocp.StandardCheckpointer() as checkpointer:
+            storable_target = jax.eval_shape(_to_storable, target)
             restored = checkpointer.restore(path / "state", storable_target)
     except Exception as error:  # orbax raises various types for a structure mismatch
         raise CheckpointError(

@@ -35,6 +35,8 @@ from flax import struct
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment
 
+from purejaxppo import counters
+
 # Registered gymnax environments that cannot be built offline.
 NEEDS_DOWNLOAD = {
     "MNISTBandit-bsuite": "it downloads the MNIST data set when constructed, and this "
@@ -133,7 +135,11 @@ def observation_shape(obs: Any) -> tuple[int, ...]:
 
 @struct.dataclass
 class RunningMeanStd:
-    """Running mean and variance of a stream of arrays (Chan et al.'s parallel update)."""
+    """Running mean and variance of a stream of arrays (Chan et al.'s parallel update).
+
+    ``mean`` / ``var`` are float32; ``count`` is float64 (see :mod:`purejaxppo.counters`),
+    so it keeps counting exactly past 2^24 samples, to 2^53.
+    """
 
     mean: jax.Array
     var: jax.Array
@@ -145,20 +151,24 @@ class RunningMeanStd:
         return cls(
             mean=jnp.zeros(shape, jnp.float32),
             var=jnp.ones(shape, jnp.float32),
-            count=jnp.float32(1e-4),
+            count=counters.float64(1e-4),
         )
 
     def update(self, batch: jax.Array) -> RunningMeanStd:
-        """Fold in ``batch`` of shape ``[B, *shape]``."""
+        """Fold in ``batch`` of shape ``[B, *shape]``. The count is summed in float64; the
+        mean and variance are updated in float32 with the counts rounded to it."""
+        batch = batch.astype(jnp.float32)
         batch_mean = jnp.mean(batch, axis=0)
         batch_var = jnp.var(batch, axis=0)
         batch_count = batch.shape[0]
+        with counters.wide():
+            total = self.count + batch_count
+        count, new_total = self.count.astype(jnp.float32), total.astype(jnp.float32)
         delta = batch_mean - self.mean
-        total = self.count + batch_count
-        mean = self.mean + delta * batch_count / total
-        m2 = self.var * self.count + batch_var * batch_count
-        m2 = m2 + jnp.square(delta) * self.count * batch_count / total
-        return RunningMeanStd(mean=mean, var=m2 / total, count=total)
+        mean = self.mean + delta * batch_count / new_total
+        m2 = self.var * count + batch_var * batch_count
+        m2 = m2 + jnp.square(delta) * count * batch_count / new_total
+        return RunningMeanStd(mean=mean, var=m2 / new_total, count=total)
 
     def normalize(self, x: jax.Array, clip: float) -> jax.Array:
         """``clip((x - mean) / sqrt(var + eps), -clip, clip)``."""
@@ -285,20 +295,31 @@ class VecEnv:
     action_spec: ActionSpec = dataclasses.field(init=False)
     obs_shape: tuple[int, ...] = dataclasses.field(init=False)
     reset_nbytes: int = dataclasses.field(init=False)  # one env's reset (obs and state)
+    obs_dtype: np.dtype = dataclasses.field(init=False)  # raw observations, reset and step alike
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "action_spec", action_spec(self.env, self.env_params))
-        # one abstract reset (nothing compiled) gives the obs shape and a reset's size
-        reset = jax.eval_shape(self.env.reset, jax.random.key(0), self.env_params)
+        spec = action_spec(self.env, self.env_params)
+        object.__setattr__(self, "action_spec", spec)
+        # abstract reset and step (nothing compiled): obs shape and dtype, a reset's size
+        reset, stepped = jax.eval_shape(self._reset_then_step, jax.random.key(0))
         object.__setattr__(self, "obs_shape", observation_shape(reset[0]))
         nbytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(reset))
         object.__setattr__(self, "reset_nbytes", int(nbytes))
+        step_obs = (stepped[0], stepped[-1]["final_observation"])
+        dtype = jnp.result_type(reset[0].dtype, *(obs.dtype for obs in step_obs))
+        object.__setattr__(self, "obs_dtype", np.dtype(dtype))
+
+    def _reset_then_step(self, key: jax.Array) -> tuple[Any, Any]:
+        """One env's ``reset`` and the ``step`` after it (for their abstract shapes)."""
+        obs, state = self.env.reset(key, self.env_params)
+        spec = self.action_spec
+        action = jnp.int32(0) if spec.discrete else jnp.zeros(spec.dim, jnp.float32)
+        return (obs, state), self.env.step(key, state, action, self.env_params)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
-        """Reset all envs. Returns ``(obs [N, *obs_shape] float32, state)``."""
+        """Reset all envs. Returns ``(obs [N, *obs_shape], state)``; see :meth:`_observe`."""
         keys = jax.random.split(key, self.num_envs)
         raw_obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
-        raw_obs = raw_obs.astype(jnp.float32)
         obs_stats = RunningMeanStd.create(raw_obs.shape[1:])
         if self.normalize_obs:
             obs_stats = obs_stats.update(raw_obs)
@@ -363,8 +384,7 @@ class VecEnv:
             draws.step_key, state.env_state, env_action, *resets
         )
         chex.assert_shape([reward, terminated, truncated], (self.num_envs,))
-        raw_obs = raw_obs.astype(jnp.float32)
-        raw_final_obs = info["final_observation"].astype(jnp.float32)
+        raw_final_obs = info["final_observation"]
         reward = reward.astype(jnp.float32)
         terminated = terminated.astype(bool)
         truncated = truncated.astype(bool)
@@ -402,6 +422,8 @@ class VecEnv:
         return transition, new_state
 
     def _observe(self, obs_stats: RunningMeanStd, raw_obs: jax.Array) -> jax.Array:
+        """What the policy sees: normalised float32 observations, or the raw ones in the
+        env's own dtype (MinAtar's are bool: 1 byte each, not 4; the network casts)."""
         if self.normalize_obs:
-            return obs_stats.normalize(raw_obs, self.obs_clip)
-        return raw_obs
+            return obs_stats.normalize(raw_obs.astype(jnp.float32), self.obs_clip)
+        return raw_obs.astype(self.obs_dtype)

@@ -6,6 +6,8 @@ at the end of training (``TrainOutput.env_state.obs_stats``), exactly as the rol
 
 from __future__ import annotations
 
+import collections
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -26,26 +28,34 @@ class EvalResult(NamedTuple):
     episode_length: jax.Array
 
 
-def _params_and_obs_stats(trained: Any) -> tuple[Any, RunningMeanStd | None]:
-    """Accept a TrainOutput, a TrainState or bare network params."""
+def _params_and_obs_stats(
+    trained: Any, obs_stats: RunningMeanStd | None
+) -> tuple[Any, RunningMeanStd | None]:
+    """Accept a TrainOutput, a TrainState or bare network params; ``obs_stats`` given
+    explicitly wins over the TrainOutput's."""
     if isinstance(trained, TrainOutput):
-        return trained.train_state.params, trained.env_state.obs_stats
-    if isinstance(trained, TrainState):
-        return trained.params, None
-    return trained, None
+        params, trained_stats = trained.train_state.params, trained.env_state.obs_stats
+    elif isinstance(trained, TrainState):
+        params, trained_stats = trained.params, None
+    else:
+        params, trained_stats = trained, None
+    return params, obs_stats if obs_stats is not None else trained_stats
 
 
-def policy_fn(
-    config: PPOConfig, vec_env: VecEnv, trained: Any, obs_stats: RunningMeanStd | None
-) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
-    """``act(obs [..., *obs_shape], rng=None) -> env action``; see :func:`make_policy`."""
-    params, trained_stats = _params_and_obs_stats(trained)
-    obs_stats = obs_stats if obs_stats is not None else trained_stats
+def _check_obs_stats(config: PPOConfig, obs_stats: RunningMeanStd | None) -> None:
     if config.normalize_obs and obs_stats is None:
         raise ValueError(
             "config.normalize_obs is True: pass the TrainOutput (it holds the observation "
             "statistics) or obs_stats=output.env_state.obs_stats"
         )
+
+
+def policy_fn(
+    config: PPOConfig, vec_env: VecEnv, params: Any, obs_stats: RunningMeanStd | None
+) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
+    """``act(obs [..., *obs_shape], rng=None) -> env action`` for network ``params``; see
+    :func:`make_policy`."""
+    _check_obs_stats(config, obs_stats)
     network = build_network(config, vec_env)
     spec = vec_env.action_spec
 
@@ -68,6 +78,54 @@ def policy_fn(
     return act
 
 
+# VecEnvs by (env name, env object, env params, size): a VecEnv is a static argument of
+# the compiled programs below (hashed by identity), so the same one must come back for
+# the same env, or every call would compile anew. Each entry keeps the objects it was
+# made from, so their ids cannot be reused by other objects while it lives.
+_VEC_ENVS: collections.OrderedDict[tuple, tuple[VecEnv, Any, Any]] = collections.OrderedDict()
+_MAX_VEC_ENVS = 32
+
+
+def _vec_env(config: PPOConfig, env: Any, env_params: Any, num_envs: int) -> VecEnv:
+    key = (config.env_name, id(env), id(env_params), num_envs)
+    hit = _VEC_ENVS.get(key)
+    if hit is not None and hit[1] is env and hit[2] is env_params:
+        _VEC_ENVS.move_to_end(key)
+        return hit[0]
+    made_env, made_params = make_env(config.env_name, env, env_params)
+    vec_env = VecEnv(env=made_env, env_params=made_params, num_envs=num_envs)
+    _VEC_ENVS[key] = (vec_env, env, env_params)
+    if len(_VEC_ENVS) > _MAX_VEC_ENVS:
+        _VEC_ENVS.popitem(last=False)
+    return vec_env
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _act(
+    config: PPOConfig,
+    vec_env: VecEnv,
+    params: Any,
+    obs_stats: RunningMeanStd | None,
+    obs: jax.Array,
+    rng: jax.Array | None = None,
+) -> jax.Array:
+    return policy_fn(config, vec_env, params, obs_stats)(obs, rng)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _evaluate(
+    config: PPOConfig,
+    vec_env: VecEnv,
+    max_steps: int,
+    deterministic: bool,
+    params: Any,
+    obs_stats: RunningMeanStd | None,
+    rng: jax.Array,
+) -> EvalResult:
+    act = policy_fn(config, vec_env, params, obs_stats)
+    return run_episodes(vec_env, act, rng, max_steps, deterministic)
+
+
 def make_policy(
     trained: TrainOutput | TrainState | Any,
     config: PPOConfig | Mapping[str, Any],
@@ -75,18 +133,20 @@ def make_policy(
     env_params: Any = None,
     obs_stats: RunningMeanStd | None = None,
 ) -> Callable[..., jax.Array]:
-    """A jitted ``act(obs, rng=None) -> action`` for deployment or rendering.
+    """A compiled ``act(obs, rng=None) -> action`` for deployment or rendering.
 
     ``trained``: the ``TrainOutput`` of one seed (or its ``train_state`` / params, with
     ``obs_stats`` if the config normalises observations). ``obs``: raw observations,
     ``[*obs_shape]`` or batched ``[B, *obs_shape]``. With ``rng=None`` the action is the
     policy's mode (argmax of the logits, or the Gaussian mean); with a key it is sampled.
-    Continuous actions are clipped to the action space, as in training.
+    Continuous actions are clipped to the action space, as in training. The parameters
+    are an argument of the compiled program, not constants in it: policies of other
+    parameters (checkpoints, seeds) of the same config and env share one compilation.
     """
     config = as_config(config)
-    env, env_params = make_env(config.env_name, env, env_params)
-    vec_env = VecEnv(env=env, env_params=env_params, num_envs=1)
-    return jax.jit(policy_fn(config, vec_env, trained, obs_stats))
+    params, obs_stats = _params_and_obs_stats(trained, obs_stats)
+    _check_obs_stats(config, obs_stats)
+    return functools.partial(_act, config, _vec_env(config, env, env_params, 1), params, obs_stats)
 
 
 def evaluate(
@@ -106,18 +166,19 @@ def evaluate(
     ``max_steps`` steps (default: the env's ``max_steps_in_episode``, where gymnax
     truncates). Rewards are the raw env rewards, never normalised. Jittable and
     vmappable over ``rng`` and over a seed-batched ``trained`` (Python arguments are
-    static: close over them).
+    static: close over them). The parameters and statistics are arguments of one
+    compiled program per (config, env, episode count, ``max_steps``, ``deterministic``):
+    evaluating other parameters (e.g. checkpoints in a loop) does not compile again.
     """
     config = as_config(config)
     if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
         raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
-    env, env_params = make_env(config.env_name, env, env_params)
+    vec_env = _vec_env(config, env, env_params, num_episodes)
     if max_steps is None:
-        max_steps = episode_limit(config.env_name, env_params)
-    vec_env = VecEnv(env=env, env_params=env_params, num_envs=num_episodes)
-    act = policy_fn(config, vec_env, trained, obs_stats)
-
-    return run_episodes(vec_env, act, rng, max_steps, deterministic)
+        max_steps = episode_limit(config.env_name, vec_env.env_params)
+    params, obs_stats = _params_and_obs_stats(trained, obs_stats)
+    _check_obs_stats(config, obs_stats)
+    return _evaluate(config, vec_env, int(max_steps), bool(deterministic), params, obs_stats, rng)
 
 
 def run_episodes(

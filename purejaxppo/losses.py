@@ -34,12 +34,16 @@ class Batch(NamedTuple):
 
 
 class LossCoefficients(NamedTuple):
-    """The coefficients one update's loss uses (after any annealing or adaptation)."""
+    """The coefficients one update's loss uses (after any annealing or adaptation).
+
+    ``value_clip_eps``: the clipped value loss's range; None uses ``clip_eps``.
+    """
 
     clip_eps: jax.Array
     vf_coef: jax.Array
     ent_coef: jax.Array
     kl_beta: jax.Array
+    value_clip_eps: jax.Array | float | None = None
 
 
 class LossInfo(NamedTuple):
@@ -211,9 +215,10 @@ def ppo_loss_terms(
     actor_loss = policy_loss(
         objective, log_ratio, advantages, kl, coefficients.clip_eps, coefficients.kl_beta
     )
-    critic_loss = value_loss(
-        values, batch.value, batch.target, coefficients.clip_eps, clip=clip_value_loss
-    )
+    value_clip_eps = coefficients.value_clip_eps
+    if value_clip_eps is None:
+        value_clip_eps = coefficients.clip_eps
+    critic_loss = value_loss(values, batch.value, batch.target, value_clip_eps, clip_value_loss)
     entropy = jnp.mean(pi.entropy())
     total = actor_loss + coefficients.vf_coef * critic_loss - coefficients.ent_coef * entropy
     terms = LossTerms(

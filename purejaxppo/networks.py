@@ -43,7 +43,8 @@ class PolicyParams(NamedTuple):
     """The parameters of pi(. | s), shape ``[*batch, A]``.
 
     A Categorical has ``log_std = None``; a diagonal Gaussian stores its mean in
-    ``logits_or_mean`` and its per-sample log standard deviation in ``log_std``.
+    ``logits_or_mean`` and its log standard deviation in ``log_std``: ``[*batch, A]``
+    per sample, or ``[A]`` when it does not depend on the state (broadcast over the batch).
     Stored with a rollout, they rebuild the collecting policy exactly (for the analytic
     KL between old and new policies).
     """
@@ -164,11 +165,12 @@ class ActorCritic(nn.Module):
         return self.policy(obs), self.value(obs)
 
     def policy_params(self, obs: jax.Array) -> PolicyParams:
-        """Logits (discrete) or mean and broadcast log-std (continuous), ``[*batch, A]``."""
+        """Logits (discrete) or mean (continuous), ``[*batch, A]``; the continuous
+        policy's log-std is state-independent and returned once, ``[A]``."""
         out = self.actor(flatten_observation(obs, self.obs_shape))
         if self.discrete:
             return PolicyParams(out)
-        return PolicyParams(out, jnp.broadcast_to(self.log_std, out.shape))
+        return PolicyParams(out, self.log_std)
 
     def policy(self, obs: jax.Array) -> distrax.Distribution:
         """pi(. | obs): Categorical(logits) or diagonal Gaussian(mean, exp(log_std))."""

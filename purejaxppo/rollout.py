@@ -5,28 +5,37 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
-from purejaxppo.envs import EnvDraws, EnvStep, VecEnv, VecEnvState
+from purejaxppo.envs import EnvDraws, VecEnv, VecEnvState
 from purejaxppo.networks import PolicyParams, action_noise, make_distribution, sample_with_noise
 
 
 class RunnerState(NamedTuple):
-    """Everything that changes from one update to the next."""
+    """Everything that changes from one update to the next (and the evaluation stream)."""
 
     train_state: TrainState
     env_state: VecEnvState
     obs: jax.Array  # [N, *obs_shape]: what the policy acts on next
-    rng: jax.Array
+    rng: jax.Array  # training's stream: split every update
     kl_beta: jax.Array  # the KL-penalty coefficient (adapted per update by "kl_penalty")
+    eval_rng: jax.Array  # periodic evaluation's own stream, never split by training
 
 
 class Transition(NamedTuple):
-    """One rollout step; stacked by the scan to ``[T, N, ...]``.
+    """One rollout step, stacked by the scan to ``[T, N, ...]``: what the update needs,
+    each thing stored once.
 
-    ``policy_params`` describe the collecting policy pi_old(. | obs); ``action`` is its
-    unclipped sample and ``log_prob`` the sample's log-probability; ``value`` is V(obs).
-    ``step`` is what the env returned.
+    ``obs``: the observation the policy acted on, in the env's own dtype (float32 when
+    normalised; the network casts). ``policy_params`` describe the collecting policy
+    pi_old(. | obs); a state-independent ``log_std`` is stored once, ``[A]``, not per
+    step. ``action`` is its unclipped sample and ``log_prob`` the sample's log-probability.
+    ``value`` = V(obs); ``next_value`` = V of the true next observation (the episode's
+    final one where it ended, before the auto-reset), what GAE bootstraps with.
+    ``reward`` is the learning reward (scaled under reward normalisation);
+    ``episode_return`` / ``episode_length`` the raw totals of the episode that ended at
+    this step (meaningful where ``done``).
     """
 
     obs: jax.Array
@@ -34,7 +43,17 @@ class Transition(NamedTuple):
     policy_params: PolicyParams
     log_prob: jax.Array
     value: jax.Array
-    step: EnvStep
+    next_value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+    @property
+    def done(self) -> jax.Array:
+        """The episode ended at this step, by termination or truncation."""
+        return self.terminated | self.truncated
 
 
 class _StepInputs(NamedTuple):
@@ -44,6 +63,13 @@ class _StepInputs(NamedTuple):
     env_draws: EnvDraws  # [T, N, ...]
 
 
+def shared_log_std(policy: PolicyParams) -> jax.Array | None:
+    """The log-std if it is state-independent (fewer axes than the mean: ``[A]``), else None."""
+    if policy.log_std is None or policy.log_std.ndim >= policy.logits_or_mean.ndim:
+        return None
+    return policy.log_std
+
+
 def collect_rollout(
     vec_env: VecEnv, num_steps: int, gamma: jax.Array, runner: RunnerState
 ) -> tuple[RunnerState, Transition]:
@@ -51,26 +77,52 @@ def collect_rollout(
 
     The randomness of all ``T`` steps (action noise, env keys and, where
     :meth:`VecEnv.draws_resets`, the envs' resets) is drawn before the scan: on CPU every
-    call of the random-number generator is a loop of small kernels, so a few calls per
-    rollout instead of a few per step take them out of the step loop.
+    call of the random-number generator is a loop of small kernels, so three calls per
+    rollout instead of three per step take them out of the step loop. V(final
+    observation) is computed in the step, so the rollout stores one observation per step.
     """
     train_state = runner.train_state
+    apply_fn, params = train_state.apply_fn, train_state.params
     rng, noise_key, env_key = jax.random.split(runner.rng, 3)
     spec = vec_env.action_spec
     inputs = _StepInputs(
         action_noise(noise_key, (num_steps, vec_env.num_envs, spec.dim), spec.discrete),
         vec_env.draw(env_key, num_steps),
     )
+    log_std = shared_log_std(apply_fn(params, runner.obs, method="policy_params"))
 
     def env_step(runner: RunnerState, inputs: _StepInputs) -> tuple[RunnerState, Transition]:
-        policy_params, value = train_state.apply_fn(
-            train_state.params, runner.obs, method="policy_params_and_value"
-        )
-        action = sample_with_noise(policy_params, inputs.action_noise)
-        log_prob = make_distribution(policy_params).log_prob(action)
+        policy, value = apply_fn(params, runner.obs, method="policy_params_and_value")
+        action = sample_with_noise(policy, inputs.action_noise)
+        log_prob = make_distribution(policy).log_prob(action)
         step, env_state = vec_env.step_drawn(inputs.env_draws, runner.env_state, action, gamma)
-        transition = Transition(runner.obs, action, policy_params, log_prob, value, step)
+        next_value = apply_fn(params, step.final_obs, method="value")
+        stored_policy = policy if log_std is None else policy._replace(log_std=None)
+        transition = Transition(
+            obs=runner.obs,
+            action=action,
+            policy_params=stored_policy,
+            log_prob=log_prob,
+            value=value,
+            next_value=next_value,
+            reward=step.reward,
+            terminated=step.terminated,
+            truncated=step.truncated,
+            episode_return=step.episode_return,
+            episode_length=step.episode_length,
+        )
         return runner._replace(env_state=env_state, obs=step.obs), transition
 
     runner, traj = jax.lax.scan(env_step, runner, inputs)
+    if log_std is not None:
+        traj = traj._replace(policy_params=traj.policy_params._replace(log_std=log_std))
     return runner._replace(rng=rng), traj
+
+
+def per_sample_policy(policy: PolicyParams) -> PolicyParams:
+    """``policy`` with a shared ``[A]`` log-std broadcast to the mean's shape ``[..., A]``
+    (what minibatching, which indexes every leaf per sample, needs)."""
+    log_std = shared_log_std(policy)
+    if log_std is None:
+        return policy
+    return policy._replace(log_std=jnp.broadcast_to(log_std, policy.logits_or_mean.shape))

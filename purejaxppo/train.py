@@ -5,20 +5,21 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.training.train_state import TrainState
 
+from purejaxppo import counters
 from purejaxppo.config import PPOConfig, PPOHyperparams, as_config
 from purejaxppo.envs import VecEnv, VecEnvState, make_env
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, LossCoefficients
 from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
 from purejaxppo.progress import UpdateCallback, combine_callbacks, report_to_host
-from purejaxppo.rollout import RunnerState, Transition, collect_rollout
+from purejaxppo.rollout import RunnerState, Transition, collect_rollout, per_sample_policy
 from purejaxppo.update import (
     adapt_kl_beta,
     clip_eps_at,
@@ -61,10 +62,10 @@ def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
 
     ``episode_return`` / ``episode_length`` are NaN when no episode finished.
     """
-    done = traj.step.done
+    done = traj.done
     return {
-        "episode_return": masked_mean(traj.step.episode_return, done, empty=jnp.nan),
-        "episode_length": masked_mean(traj.step.episode_length, done, empty=jnp.nan),
+        "episode_return": masked_mean(traj.episode_return, done, empty=jnp.nan),
+        "episode_length": masked_mean(traj.episode_length, done, empty=jnp.nan),
         "episodes": done.sum().astype(jnp.int32),
     }
 
@@ -144,23 +145,21 @@ def make_trainer(
     def make_batch(state: TrainerState, traj: Transition) -> Batch:
         """GAE advantages and value targets for ``traj``, flattened to a ``Batch[T * N]``.
 
-        Bootstraps with the current critic: call it on the state ``collect`` returned.
+        Bootstraps with ``traj.next_value``, the collecting critic's V(final observation).
         """
-        params = state.runner.train_state.params
-        next_values = network.apply(params, traj.step.final_obs, method=network.value)
         advantages, targets = compute_gae(
-            rewards=traj.step.reward,
+            rewards=traj.reward,
             values=traj.value,
-            next_values=next_values,
-            terminations=traj.step.terminated,
-            dones=traj.step.done,
+            next_values=traj.next_value,
+            terminations=traj.terminated,
+            dones=traj.done,
             gamma=state.hyperparams.gamma,
             gae_lambda=state.hyperparams.gae_lambda,
         )
         batch = Batch(
             traj.obs,
             traj.action,
-            traj.policy_params,
+            per_sample_policy(traj.policy_params),
             traj.log_prob,
             traj.value,
             advantages,
@@ -183,6 +182,7 @@ def make_trainer(
             vf_coef=hyperparams.vf_coef,
             ent_coef=hyperparams.ent_coef,
             kl_beta=runner.kl_beta,
+            value_clip_eps=config.value_clip_eps,
         )
         rng, update_key = jax.random.split(runner.rng)
         train_state, info = update_policy(config, coefficients, train_state, batch, update_key)
@@ -195,7 +195,7 @@ def make_trainer(
         del losses["kl"]  # per-step values; "kl" below is the whole update's
         metrics = {
             **rollout_metrics(traj),
-            "env_steps": ((update_index + 1) * batch_size).astype(jnp.int32),
+            "env_steps": counters.env_steps(update_index + 1, batch_size),
             "learning_rate": learning_rate,
             "clip_eps": coefficients.clip_eps,
             **losses,
@@ -207,34 +207,46 @@ def make_trainer(
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
         if evaluate_now is not None:
-            # fold_in leaves runner.rng unconsumed: training is the same with or without it
-            eval_key = jax.random.fold_in(runner.rng, update_index)
+            # a real conditional while update_index is unbatched (see Trainer.run_many)
             due = (update_index + 1) % config.eval_every == 0
             metrics["eval_return"], metrics["eval_length"] = jax.lax.cond(
-                due, evaluate_now, _no_evaluation, train_state, runner.env_state, eval_key
+                due,
+                evaluate_now,
+                _no_evaluation,
+                train_state,
+                runner.env_state,
+                evaluation_key(runner, update_index),
             )
         if host_callback is not None:
-            metrics = report_to_host(host_callback, update_index, metrics)
+            report_to_host(host_callback, update_index, metrics)
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
         return TrainerState(runner, hyperparams, update_index + 1), metrics
 
     def init(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainerState:
         if hyperparams is None:
             hyperparams = config.hyperparams()
-        rng, init_key, reset_key = jax.random.split(rng, 3)
+        # split(rng, 4)[:3] == split(rng, 3): evaluation's stream leaves training's as it was
+        rng, init_key, reset_key, eval_rng = jax.random.split(rng, 4)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
-        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=make_optimizer())
+        optimizer = make_optimizer(config.grad_clip)
+        train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         train_state = set_optimizer_hyperparams(
             train_state, hyperparams.lr, hyperparams.max_grad_norm
         )
         obs, env_state = vec_env.reset(reset_key)
-        runner = RunnerState(train_state, env_state, obs, rng, hyperparams.kl_beta_init)
+        runner = RunnerState(train_state, env_state, obs, rng, hyperparams.kl_beta_init, eval_rng)
         return TrainerState(runner, hyperparams, jnp.zeros((), jnp.int32))
 
     def run(state: TrainerState, num_updates: int) -> tuple[TrainerState, dict[str, jax.Array]]:
         num_updates = int(num_updates)
         if num_updates < 1:
             raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
+        if jnp.ndim(state.update_index) != 0:
+            raise ValueError(
+                f"state.update_index has shape {jnp.shape(state.update_index)}: run takes one "
+                "run's state; for a batch of runs use Trainer.run_many (or jax.vmap with "
+                "in_axes=Trainer.STATE_AXES)"
+            )
 
         def update(carry: tuple[RunnerState, jax.Array], _: None):
             # the hyperparams stay out of the carry: loop-invariant, XLA can fold them
@@ -287,8 +299,10 @@ class TrainerState(NamedTuple):
     """Everything a run carries from one update to the next: checkpoint this to resume.
 
     ``runner``: params, optimiser state, env states (with normalisation statistics), RNG
-    and the adaptive-KL beta. ``hyperparams``: the run's float hyperparameters.
-    ``update_index``: updates done so far (it drives the learning-rate and clip schedules).
+    streams and the adaptive-KL beta. ``hyperparams``: the run's float hyperparameters.
+    ``update_index``: updates done so far, int32 (it drives the learning-rate and clip
+    schedules and the evaluation period). For a batch of runs it is shared, unbatched:
+    every run of a batch has done the same number of updates (see ``Trainer.run_many``).
     """
 
     runner: RunnerState
@@ -296,18 +310,34 @@ class TrainerState(NamedTuple):
     update_index: jax.Array
 
 
+def evaluation_key(runner: RunnerState, update_index: jax.Array) -> jax.Array:
+    """The key of the periodic evaluation after update ``update_index``: from the
+    evaluation's own stream (``runner.eval_rng``, split off once at ``init``), so it is
+    never a key that training uses."""
+    return jax.random.fold_in(runner.eval_rng, update_index)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
     """``init(rng, hyperparams=None) -> TrainerState`` and
-    ``run(state, num_updates) -> (state, metrics)``, both pure (jit ``run`` with
-    ``static_argnums=1``; vmap both over seeds). Running ``N`` updates at once or as
-    ``N/2`` and ``N/2`` gives bit-identical parameters and metrics; schedules follow
-    ``config.num_updates`` either way.
+    ``run(state, num_updates) -> (state, metrics)`` for one run, both pure (jit ``run``
+    with ``static_argnums=1``); ``init_many`` / ``run_many`` for a batch of runs (seeds,
+    a sweep grid). Running ``N`` updates at once or as ``N/2`` and ``N/2`` gives
+    bit-identical parameters and metrics; schedules follow ``config.num_updates`` either
+    way, and stay at their final values for updates past it.
 
     One update, in the pieces ``run`` is made of (to look inside one, e.g. in a notebook):
     ``collect(state) -> (state, Transition[T, N])``, ``make_batch(state, traj) ->
     Batch[T * N]`` (GAE) and ``learn(state, traj, batch=None) -> (state, metrics)``;
-    ``learn(*collect(state))`` is exactly one step of ``run``."""
+    ``learn(*collect(state))`` is exactly one step of ``run``.
+
+    Under ``jax.vmap`` a ``lax.cond`` whose predicate is batched runs both branches (a
+    select). The evaluation period depends only on ``update_index``, so it stays a real
+    conditional as long as ``update_index`` is not batched: ``run_many`` keeps it so,
+    plain ``jax.vmap(run)`` over a state with a batched ``update_index`` (e.g. from
+    ``jax.vmap(init)``) evaluates at every update. ``target_kl``'s early stop depends on
+    each run's own KL, so under ``vmap`` it is always a select: the stopped runs' steps
+    are computed and discarded (the results are right, the compute is not saved)."""
 
     config: PPOConfig
     vec_env: VecEnv
@@ -317,6 +347,43 @@ class Trainer:
     collect: Callable[[TrainerState], tuple[TrainerState, Transition]]
     make_batch: Callable[[TrainerState, Transition], Batch]
     learn: Callable[..., tuple[TrainerState, dict[str, jax.Array]]]
+
+    # vmap axes of a batched TrainerState: the update counter is shared
+    STATE_AXES: ClassVar[TrainerState] = TrainerState(runner=0, hyperparams=0, update_index=None)
+
+    def init_many(self, keys: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainerState:
+        """``init`` for a batch of runs, one per key: ``keys`` ``[*batch]`` (typed keys, or
+        legacy ``uint32[*batch, 2]``) -> a state whose leaves are ``[*batch, ...]``, except
+        the shared, unbatched ``update_index``. ``hyperparams``: leaves ``[*batch]`` (a
+        sweep) or scalars (broadcast)."""
+        legacy = not jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key)
+        batch_shape = keys.shape[:-1] if legacy else keys.shape
+        if hyperparams is None:
+            hyperparams = self.config.hyperparams()
+        hyperparams = jax.tree.map(lambda x: jnp.broadcast_to(x, batch_shape), hyperparams)
+        init = self.init
+        for _ in batch_shape:
+            init = jax.vmap(init, out_axes=self.STATE_AXES)
+        return init(keys, hyperparams)
+
+    def run_many(
+        self, state: TrainerState, num_updates: int
+    ) -> tuple[TrainerState, dict[str, jax.Array]]:
+        """``run`` for a batch of runs (a state from ``init_many``, leaves ``[*batch, ...]``):
+        metrics ``[*batch, num_updates]``. Jit it with ``static_argnums=1``."""
+        if jnp.ndim(state.update_index) != 0:
+            raise ValueError(
+                f"state.update_index has shape {jnp.shape(state.update_index)}; run_many "
+                "takes a state from init_many or load_checkpoint, whose update counter is "
+                "one shared scalar"
+            )
+
+        def run(state: TrainerState) -> tuple[TrainerState, dict[str, jax.Array]]:
+            return self.run(state, num_updates)
+
+        for _ in jnp.shape(state.hyperparams.lr):
+            run = jax.vmap(run, in_axes=(self.STATE_AXES,), out_axes=(self.STATE_AXES, 0))
+        return run(state)
 
     def output(self, state: TrainerState, metrics: dict[str, jax.Array]) -> TrainOutput:
         """The :class:`TrainOutput` of a (possibly chunked) run."""

@@ -9,7 +9,7 @@ in the optimiser state: they can be annealed, traced and vmapped over without re
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +27,57 @@ from purejaxppo.losses import (
 )
 
 
-def _clipped_adam(learning_rate: float, max_grad_norm: float) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.clip_by_global_norm(max_grad_norm), optax.adam(learning_rate, eps=1e-5)
-    )
+def network_of(path: tuple[Any, ...]) -> str:
+    """``"critic"`` for a parameter under a top-level module named ``critic``, else
+    ``"actor"`` (the actor MLP and the Gaussian log-std); ``path`` is a key path."""
+    names = [str(getattr(key, "key", key)) for key in path]
+    top = names[1] if names and names[0] == "params" and len(names) > 1 else names[0]
+    return "critic" if top == "critic" else "actor"
 
 
-def make_optimizer() -> optax.GradientTransformation:
+def clip_by_network_norm(max_norm: jax.Array) -> optax.GradientTransformation:
+    """Like ``optax.clip_by_global_norm``, but the actor's and the critic's gradients are
+    each scaled to norm at most ``max_norm`` on their own (groups by :func:`network_of`),
+    so a large value error cannot shrink the policy's step."""
+
+    def update_fn(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+        paths_leaves = jax.tree_util.tree_leaves_with_path(updates)
+        groups = [network_of(path) for path, _ in paths_leaves]
+        squares: dict[str, jax.Array] = {}
+        for group, (_, leaf) in zip(groups, paths_leaves, strict=True):
+            squares[group] = squares.get(group, 0.0) + jnp.sum(jnp.square(leaf))
+        scales = {
+            group: jnp.where(s < max_norm**2, 1.0, max_norm / jnp.sqrt(s))
+            for group, s in squares.items()
+        }
+        scaled = [
+            (leaf * scales[group]).astype(leaf.dtype)
+            for group, (_, leaf) in zip(groups, paths_leaves, strict=True)
+        ]
+        return jax.tree.unflatten(jax.tree.structure(updates), scaled), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def _clipped_adam(
+    learning_rate: float, max_grad_norm: float, grad_clip: str = "global"
+) -> optax.GradientTransformation:
+    clip = clip_by_network_norm if grad_clip == "per_network" else optax.clip_by_global_norm
+    return optax.chain(clip(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+
+
+def make_optimizer(grad_clip: str = "global") -> optax.GradientTransformation:
     """Clip-then-Adam whose ``learning_rate`` / ``max_grad_norm`` live in the opt state.
 
-    The placeholders are overwritten by :func:`set_optimizer_hyperparams` before use.
+    ``grad_clip``: ``"global"`` clips the norm of all gradients together (PureJaxRL's
+    choice), ``"per_network"`` the actor's and the critic's each on its own
+    (:func:`clip_by_network_norm`). The placeholders are overwritten by
+    :func:`set_optimizer_hyperparams` before use.
     """
-    return optax.inject_hyperparams(_clipped_adam)(learning_rate=0.0, max_grad_norm=1.0)
+    return optax.inject_hyperparams(_clipped_adam, static_args="grad_clip")(
+        learning_rate=0.0, max_grad_norm=1.0, grad_clip=grad_clip
+    )
 
 
 def set_optimizer_hyperparams(
@@ -53,18 +92,22 @@ def set_optimizer_hyperparams(
 
 
 def learning_rate_at(config: PPOConfig, base_lr: jax.Array, update_index: jax.Array) -> jax.Array:
-    """Learning rate for update ``k`` (0-based): ``lr * (1 - k / num_updates)`` if annealed."""
+    """Learning rate for update ``k`` (0-based) of ``K = num_updates``: if annealed,
+    ``lr * (1 - min(k, K - 1) / K)``, i.e. ``lr / K`` at the last update and after it
+    (a run continued past ``num_updates`` keeps the final rate; it never reaches 0)."""
     if not config.anneal_lr:
         return base_lr
-    return base_lr * (1.0 - update_index / config.num_updates)
+    k = jnp.minimum(update_index, config.num_updates - 1)
+    return base_lr * (1.0 - k / config.num_updates)
 
 
 def clip_eps_at(config: PPOConfig, base_clip_eps: jax.Array, update_index: jax.Array) -> jax.Array:
     """Clip range for update ``k``: linear from ``clip_eps`` (k = 0) to ``clip_eps_final``
-    (the last update), or constant when ``clip_eps_final`` is None."""
+    (the last update, ``k = num_updates - 1``, and every update after it), or constant
+    when ``clip_eps_final`` is None."""
     if config.clip_eps_final is None:
         return base_clip_eps
-    progress = update_index / max(config.num_updates - 1, 1)
+    progress = jnp.minimum(update_index / max(config.num_updates - 1, 1), 1.0)
     return base_clip_eps + (config.clip_eps_final - base_clip_eps) * progress
 
 
@@ -131,14 +174,19 @@ def _minibatch_step(
     return train_state.apply_gradients(grads=grads), step
 
 
-def shuffle_into_minibatches(rng: jax.Array, batch: Batch, num_minibatches: int) -> Batch:
-    """Shuffle the ``[B, ...]`` leaves and split them into ``[M, B // M, ...]`` (M minibatches)."""
-    batch_size = batch.obs.shape[0]
-    permutation = jax.random.permutation(rng, batch_size)
-    return jax.tree.map(
-        lambda x: jnp.take(x, permutation, axis=0).reshape(num_minibatches, -1, *x.shape[1:]),
-        batch,
-    )
+def minibatch_indices(rng: jax.Array, batch_size: int, num_minibatches: int) -> jax.Array:
+    """A random permutation of ``range(batch_size)`` split into ``[M, batch_size // M]``:
+    row ``m`` holds the samples of minibatch ``m``."""
+    return jax.random.permutation(rng, batch_size).reshape(num_minibatches, -1)
+
+
+def gather_minibatch(batch: Batch, indices: jax.Array) -> Batch:
+    """The samples ``indices`` ``[b]`` of ``batch`` (leaves ``[B, ...]`` -> ``[b, ...]``).
+
+    Gathered one minibatch at a time inside the step loop, so a shuffled copy of the whole
+    batch is never held in memory.
+    """
+    return jax.tree.map(lambda x: jnp.take(x, indices, axis=0), batch)
 
 
 def _summarise(steps: StepInfo, clip_eps: jax.Array) -> UpdateInfo:
@@ -159,7 +207,9 @@ def update_policy(
 
     With ``config.target_kl`` set, once an epoch's mean exact KL(pi_old || pi) exceeds it
     the remaining steps of this update are skipped (masked with ``lax.cond``, so the
-    program keeps one shape).
+    program keeps one shape). The stop depends on the run's own KL, so under ``vmap``
+    over runs the ``cond`` becomes a select: every step is computed and the stopped
+    runs' results are discarded (a single run skips the compute).
     """
 
     step = functools.partial(_minibatch_step, config, coefficients)
@@ -176,9 +226,11 @@ def update_policy(
 
     def epoch(carry: _EpochCarry, _: None) -> tuple[_EpochCarry, StepInfo]:
         rng, shuffle_key = jax.random.split(carry.rng)
-        minibatches = shuffle_into_minibatches(shuffle_key, batch, config.num_minibatches)
+        indices = minibatch_indices(shuffle_key, batch.obs.shape[0], config.num_minibatches)
         train_state, steps = jax.lax.scan(
-            lambda ts, mb: take_or_skip(carry.stopped, ts, mb), carry.train_state, minibatches
+            lambda ts, idx: take_or_skip(carry.stopped, ts, gather_minibatch(batch, idx)),
+            carry.train_state,
+            indices,
         )
         stopped = carry.stopped
         if config.target_kl is not None:

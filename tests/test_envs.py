@@ -5,13 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tree_equal
 
 from purejaxppo import (
     PPOConfig,
     RunningMeanStd,
     VecEnv,
     make_env,
-    make_train,
     make_trainer,
     offline_env_names,
 )
@@ -34,10 +34,20 @@ def test_every_offline_env_trains_by_name(env_name):
         total_timesteps=32,
         hidden_sizes=(16,),
     )
-    out = jax.jit(make_train(config))(jax.random.key(0))
-    assert out.metrics["total_loss"].shape == (2,)
-    assert np.all(np.isfinite(out.metrics["total_loss"]))
-    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(out.train_state.params))
+    trainer = make_trainer(config)
+    initial = trainer.init(jax.random.key(0))
+    state, metrics = jax.jit(trainer.run, static_argnums=1)(initial, config.num_updates)
+    # it stepped the env and took every gradient step, with finite losses and parameters
+    np.testing.assert_array_equal(metrics["env_steps"], [16, 32])
+    np.testing.assert_array_equal(metrics["minibatches_done"], [2, 2])
+    assert np.all(np.isfinite(metrics["total_loss"]))
+    params = state.runner.train_state.params
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(params))
+    # and the gradient steps changed the policy and the critic
+    before = initial.runner.train_state.params["params"]
+    after = params["params"]
+    for network in ("actor", "critic"):
+        assert not tree_equal(before[network], after[network]), network
 
 
 def test_running_mean_std_matches_numpy():
@@ -70,12 +80,41 @@ def test_continuous_actions_are_clipped_to_the_box():
     assert not np.array_equal(inside.obs, at_bound.obs)
 
 
-def test_integer_observations_become_float():
+def test_integer_observations_keep_their_dtype_unless_normalised():
+    """Stored as the env gives them (the network casts): no 4x widening of small ints."""
     vec = _vec_env("FourRooms-misc")
+    assert vec.obs_dtype == jnp.int32
     obs, state = vec.reset(jax.random.key(0))
-    assert obs.dtype == jnp.float32 and obs.shape == (3, 4)
+    assert obs.dtype == jnp.int32 and obs.shape == (3, 4)
     step, _ = vec.step(jax.random.key(1), state, jnp.zeros(3, jnp.int32), 0.99)
-    assert step.obs.dtype == jnp.float32 and step.final_obs.dtype == jnp.float32
+    assert step.obs.dtype == jnp.int32 and step.final_obs.dtype == jnp.int32
+    normalised = _vec_env("FourRooms-misc", normalize_obs=True)
+    assert normalised.reset(jax.random.key(0))[0].dtype == jnp.float32
+
+
+def test_observation_dtype_covers_reset_and_step():
+    """An env (with its own auto-resetting step) whose reset gives int8 and whose step
+    gives float32 observations is stored as float32 throughout (the rollout's carry needs
+    one dtype)."""
+    from conftest import ConstantRewardEnv
+
+    class MixedEnv(ConstantRewardEnv):
+        def reset_env(self, key, params):
+            obs, state = super().reset_env(key, params)
+            return obs.astype(jnp.int8), state
+
+        def step(self, key, state, action, params=None):
+            _, state, reward, terminated, info = self.step_env(key, state, action, params)
+            obs = jnp.full((1,), 0.5, jnp.float32)
+            info = {**info, "final_observation": obs}
+            return obs, state, reward, terminated, jnp.bool_(False), info
+
+    vec = VecEnv(env=MixedEnv(), env_params=MixedEnv().default_params, num_envs=2)
+    assert vec.obs_dtype == jnp.float32
+    obs, state = vec.reset(jax.random.key(0))
+    step, _ = vec.step(jax.random.key(1), state, jnp.zeros(2, jnp.int32), 0.99)
+    assert obs.dtype == step.obs.dtype == jnp.float32
+    np.testing.assert_array_equal(step.final_obs, 0.5)
 
 
 def test_final_obs_differs_from_obs_only_where_done():
@@ -204,10 +243,9 @@ def test_rollout_restarts_every_ended_episode_from_its_own_fresh_reset():
     config = PPOConfig(num_envs=4, num_steps=32, total_timesteps=128, num_minibatches=1)
     trainer = make_trainer(config, env_params=params.replace(max_steps_in_episode=1))
     assert trainer.vec_env.draws_resets(config.num_steps)
-    _state, traj = jax.jit(trainer.collect)(trainer.init(jax.random.key(0)))
-    assert bool(np.all(traj.step.truncated))
-    restarts = np.asarray(traj.step.obs).reshape(-1, 4)
+    state, traj = jax.jit(trainer.collect)(trainer.init(jax.random.key(0)))
+    assert bool(np.all(traj.truncated))
+    # each step's restart is the observation the policy acts on at the next step
+    restarts = np.concatenate([traj.obs[1:], state.runner.obs[None]]).reshape(-1, 4)
     assert np.all(np.abs(restarts) <= 0.05)
-    assert len(np.unique(restarts, axis=0)) == restarts.shape[0]
-    # and each is the observation the policy acted on next
-    np.testing.assert_array_equal(traj.obs[1:], traj.step.obs[:-1])
+    assert len(np.unique(restarts, axis=0)) == restarts.shape[0] == 32 * 4

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ConstantRewardEnv, tree_equal
+from conftest import ConstantRewardEnv, primitive_counts, tree_equal
 
 from purejaxppo import PPOConfig, evaluate, make_policy, make_train, make_trainer
 from purejaxppo.envs import make_env
@@ -124,3 +124,92 @@ def test_periodic_evaluation_value_on_a_known_env():
 def test_periodic_evaluation_fields_are_validated(field, bad):
     with pytest.raises(ValueError, match=f"{field} must be a positive integer"):
         PPOConfig(**{field: bad})
+
+
+class CompileCounter:
+    """Counts XLA compilations while active (a jax.monitoring listener)."""
+
+    active: "CompileCounter | None" = None
+
+    def __init__(self):
+        self.count = 0
+
+    def __enter__(self):
+        CompileCounter.active = self
+        return self
+
+    def __exit__(self, *exc):
+        CompileCounter.active = None
+
+
+def _on_event(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration" and CompileCounter.active:
+        CompileCounter.active.count += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def test_other_parameters_do_not_compile_evaluate_or_make_policy_again():
+    config = PPOConfig(env_name="CartPole-v1", num_envs=2, num_steps=8, total_timesteps=16)
+    trainer = make_trainer(config)
+    first, second = (trainer.init(jax.random.key(k)).runner.train_state for k in (1, 2))
+    obs = jnp.zeros((3, 4))
+    evaluate(first, config, jax.random.key(0), num_episodes=3)  # compiles once here
+    make_policy(first, config)(obs)
+    with CompileCounter() as compiles:
+        again = evaluate(second, config, jax.random.key(0), num_episodes=3)
+        actions = make_policy(second, config)(obs)
+    assert compiles.count == 0
+    assert again.episode_return.shape == (3,) and actions.shape == (3,)
+    with CompileCounter() as compiles:  # the counter does count compilations
+        evaluate(second, config, jax.random.key(0), num_episodes=5)
+    assert compiles.count > 0
+
+
+def _keys_training_uses(runner_rng, updates):
+    """Every key training derives from ``runner.rng`` in its first ``updates`` updates:
+    collect splits it in 3 (rng, noise, env), learn splits the new rng in 2."""
+    keys, rng = [], runner_rng
+    for _ in range(updates):
+        rng, noise_key, env_key = jax.random.split(rng, 3)
+        rng, update_key = jax.random.split(rng)
+        keys += [noise_key, env_key, update_key, rng]
+    return {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in keys}
+
+
+def test_evaluation_keys_come_from_their_own_stream():
+    from purejaxppo.train import evaluation_key
+
+    trainer = make_trainer(PPOConfig(num_envs=2, num_steps=8, total_timesteps=16))
+    runner = trainer.init(jax.random.key(0)).runner
+    used = _keys_training_uses(runner.rng, 4)
+    for update_index in range(4):
+        key = evaluation_key(runner, jnp.int32(update_index))
+        assert tuple(np.asarray(jax.random.key_data(key)).tolist()) not in used
+    # what the evaluation used to take: fold_in(runner.rng, k) is a key of training's
+    old = jax.random.fold_in(runner.rng, 1)
+    assert tuple(np.asarray(jax.random.key_data(old)).tolist()) in used
+
+
+def _conds(fn, *args):
+    return primitive_counts(jax.make_jaxpr(fn)(*args))["cond"]
+
+
+def test_periodic_evaluation_stays_a_conditional_for_a_batch_of_runs():
+    """run_many keeps the shared update counter unbatched, so evaluating every 5 updates
+    is a real lax.cond (not a select that evaluates at every update); a plain vmap over
+    a state with a batched counter turns it into a select."""
+    config = PPOConfig(num_envs=2, num_steps=8, total_timesteps=16, eval_every=5)
+    trainer = make_trainer(config)
+    keys = jax.random.split(jax.random.key(0), 3)
+    state = trainer.init_many(keys)
+    assert state.update_index.shape == ()
+    assert _conds(lambda s: trainer.run_many(s, 2), state) == 1
+    batched = jax.vmap(trainer.init)(keys)
+    assert batched.update_index.shape == (3,)
+    assert _conds(jax.vmap(lambda s: trainer.run(s, 2)), batched) == 0
+    with pytest.raises(ValueError, match="run_many"):
+        trainer.run(batched, 1)
+    with pytest.raises(ValueError, match="init_many or load_checkpoint"):
+        trainer.run_many(batched, 1)

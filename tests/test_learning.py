@@ -24,7 +24,9 @@ def test_cartpole_reaches_475_within_500k_steps():
 
 
 def test_pendulum_learns_within_100k_steps():
-    """A random Pendulum policy scores about -1200; PPO with normalisation reaches ~-180."""
+    """A random Pendulum policy scores about -1240. Measured over 16 other seeds: final
+    return -243 on average (per seed -160 to -505, so a 4-seed mean has a spread of
+    about 40), and every seed gained at least 777 over its first two updates."""
     config = PPOConfig(
         env_name="Pendulum-v1",
         total_timesteps=100_000,
@@ -41,4 +43,4 @@ def test_pendulum_learns_within_100k_steps():
     first, last = _final_returns(config, 4)
     assert first.mean() < -1000, first
     assert last.mean() >= -300, last
-    assert last.min() >= -400, last
+    assert np.all(last - first >= 600), last - first  # every seed learned

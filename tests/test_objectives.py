@@ -60,16 +60,17 @@ def test_adaptive_beta_follows_the_papers_rule_during_training():
     np.testing.assert_array_equal(beta[:, 1:], expected_next)
     steps = np.diff(np.log2(beta), axis=1)
     assert (steps > 0).any() and (steps < 0).any()  # it both doubled and halved
-    first = np.nanmean(metrics["episode_return"][:, :2])
-    assert mean_final_return(metrics) > 3 * first  # and it learns
+    # and it learns: random play lasts ~22 steps; over 16 other seeds this config ended at
+    # 421 on average, every seed above 250 (so any two average above 250)
+    assert mean_final_return(metrics) >= 200
 
 
 def test_kl_fixed_keeps_beta_and_learns():
+    """Over 16 other seeds this config ended at 311 on average, every seed above 220."""
     config = SHORT.replace(policy_objective="kl_fixed", kl_beta_init=0.5)
     metrics, _ = train_seeds(config)
     np.testing.assert_array_equal(metrics["kl_beta"], 0.5)
-    first = np.nanmean(metrics["episode_return"][:, :2])
-    assert mean_final_return(metrics) > 3 * first
+    assert mean_final_return(metrics) >= 180
 
 
 def test_metrics_have_no_kl_beta_without_a_kl_objective():

@@ -8,7 +8,12 @@ import pytest
 from conftest import tree_equal
 
 from purejaxppo import PPOConfig, make_train
-from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from purejaxppo.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from purejaxppo.train import make_trainer
 
 # continuous actions, obs + reward normalisation statistics, adaptive-KL beta, lr annealing
@@ -60,6 +65,9 @@ def test_collect_then_learn_is_one_step_of_run(trainer, run_chunk, uninterrupted
         batch = trainer.make_batch(collected, traj)
         assert batch.obs.shape == (CONFIG.batch_size, 3)  # Pendulum: [T * N, 3]
         assert traj.obs.shape == (CONFIG.num_steps, CONFIG.num_envs, 3)
+        # the state-independent log-std is stored once per rollout, per sample in the batch
+        assert traj.policy_params.log_std.shape == (1,)
+        assert batch.policy_params.log_std.shape == (CONFIG.batch_size, 1)
         return trainer.learn(collected, traj, batch)
 
     last, last_metrics = one_update(first)
@@ -81,11 +89,25 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, trainer, run_chunk, u
 
 def test_vmapped_seeds_checkpoint_round_trip(tmp_path, trainer):
     keys = jax.random.split(jax.random.key(1), 2)
-    state, _ = jax.jit(jax.vmap(lambda s: trainer.run(s, 1)))(jax.vmap(trainer.init)(keys))
+    state, _ = jax.jit(trainer.run_many, static_argnums=1)(trainer.init_many(keys), 1)
+    assert state.update_index.shape == ()  # one counter shared by the seeds
     save_checkpoint(tmp_path / "seeds", state, CONFIG)
-    assert tree_equal(load_checkpoint(tmp_path / "seeds", trainer, batch_shape=(2,)), state)
+    restored = load_checkpoint(tmp_path / "seeds", trainer, batch_shape=(2,))
+    assert tree_equal(restored, state)
     with pytest.raises(CheckpointError, match="does not match"):
         load_checkpoint(tmp_path / "seeds", trainer)  # saved with a seed axis
+
+
+def test_a_plainly_vmapped_state_is_saved_with_one_shared_counter(tmp_path, trainer):
+    keys = jax.random.split(jax.random.key(1), 2)
+    state = jax.vmap(trainer.init)(keys)  # update_index batched: [0, 0]
+    save_checkpoint(tmp_path / "seeds", state, CONFIG)
+    restored = load_checkpoint(tmp_path / "seeds", trainer, batch_shape=(2,))
+    assert restored.update_index.shape == ()
+    assert tree_equal(restored._replace(update_index=state.update_index), state)
+    uneven = state._replace(update_index=jnp.array([0, 1], jnp.int32))
+    with pytest.raises(ValueError, match=r"different counts \[0, 1\]"):
+        save_checkpoint(tmp_path / "uneven", uneven, CONFIG)
 
 
 @pytest.fixture
@@ -124,7 +146,11 @@ def test_other_format_version_and_config_are_refused(saved, trainer):
     manifest = json.loads((saved / "manifest.json").read_text())
     manifest["format_version"] = 99
     (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CheckpointError, match=r"format version 99.*reads format 1"):
+    with pytest.raises(CheckpointError, match=rf"format version 99.*reads format {FORMAT_VERSION}"):
+        load_checkpoint(saved, trainer)
+    manifest["format_version"] = 1  # batched update counter, float32 normalisation counts
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"format version 1, .*reads format 2"):
         load_checkpoint(saved, trainer)
     (saved / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="not a purejaxppo checkpoint"):

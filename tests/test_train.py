@@ -51,7 +51,7 @@ def test_output_structure_and_shapes(tiny_out):
     for name, value in tiny_out.metrics.items():
         assert value.shape == (TINY.num_updates,), name
     np.testing.assert_array_equal(tiny_out.metrics["env_steps"], [64, 128, 192])
-    assert tiny_out.metrics["env_steps"].dtype == jnp.int32
+    assert tiny_out.metrics["env_steps"].dtype == jnp.int64  # exact past 2**31 steps
 
 
 def test_apply_fn_gives_distribution_and_value(tiny_out):

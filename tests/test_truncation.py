@@ -3,9 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import ConstantRewardEnv
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import PPOConfig, make_train, make_trainer
 
 
 def test_critic_learns_infinite_horizon_value_despite_truncation():
@@ -37,3 +38,36 @@ def test_critic_learns_infinite_horizon_value_despite_truncation():
     assert abs(float(value) - infinite_horizon) < 0.1
     assert abs(float(value) - finite_horizon) > 5.0
     np.testing.assert_array_equal(out.metrics["episode_length"], 5.0)
+
+
+class ClockEnv(ConstantRewardEnv):
+    """Observes its own step count: the final observation of an episode ([5]) differs
+    from the restart the auto-reset puts in its place ([0])."""
+
+    def step_env(self, key, state, action, params):
+        _, state, reward, terminated, info = super().step_env(key, state, action, params)
+        return jnp.array([state.time], jnp.float32), state, reward, terminated, info
+
+    def reset_env(self, key, params):
+        obs, state = super().reset_env(key, params)
+        return obs.astype(jnp.float32), state
+
+
+def test_rollout_bootstraps_from_the_final_observation_before_the_reset():
+    """next_value is V(true next observation): V(obs_{t+1}) inside an episode, V([5]) (not
+    V([0]) of the restart) where the time limit ends it. Only that value is stored."""
+    config = PPOConfig(num_envs=2, num_steps=12, num_minibatches=1, total_timesteps=24)
+    trainer = make_trainer(config, env=ClockEnv())
+    state, traj = jax.jit(trainer.collect)(trainer.init(jax.random.key(0)))
+    params = state.runner.train_state.params
+
+    def value(obs):
+        return float(trainer.network.apply(params, jnp.array([obs], jnp.float32), method="value"))
+
+    assert not hasattr(traj, "final_obs")
+    done = np.asarray(traj.done)
+    np.testing.assert_array_equal(done[:, 0], [t % 5 == 4 for t in range(12)])
+    for t, n in np.ndindex(done.shape):
+        want = value(5.0) if done[t, n] else value(float(traj.obs[t, n, 0]) + 1.0)
+        assert float(traj.next_value[t, n]) == pytest.approx(want, rel=1e-5), (t, n)
+    assert abs(value(5.0) - value(0.0)) > 1e-3  # the two candidates are told apart
