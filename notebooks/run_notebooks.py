@@ -3,12 +3,24 @@
     python notebooks/run_notebooks.py                 # full budgets: rewrites the outputs
     python notebooks/run_notebooks.py --quick --out DIR [01_quickstart.ipynb ...]
 
-Full runs stamp each notebook's metadata with the SHA-256 of the ``purejaxppo`` sources
-they ran on (the test suite checks that the committed outputs come from the current code),
-the machine and the date. ``--quick`` sets ``PUREJAXPPO_NOTEBOOK_QUICK=1`` in the kernel
-(the notebooks shrink every budget) and writes the executed copies to ``--out``: this is
-what the test suite runs. Either way a cell that raises fails the run, and so does a
-figure whose axes lack a title or an axis label.
+The rule: re-run the notebooks at full budget (``python notebooks/run_notebooks.py``, about
+17 minutes on 2 CPU cores) whenever the package version (``purejaxppo.__version__``) is
+bumped; the test suite checks that the committed notebooks were executed at the full budget
+by the current version. Library changes between two versions do not call for a re-run, so
+bump the version (and re-run) when a change alters what the notebooks show.
+
+Every run stamps the notebook's metadata (``purejaxppo_run``) with the budget, the version of
+the purejaxppo that the kernel imported (always this checkout's, see ``execute``), the machine
+and the date, and, for information only (no test compares them with the working tree), the
+git commit whose ``purejaxppo/`` the run used (``+dirty`` when it had uncommitted or untracked
+changes; null outside a git checkout) and the SHA-256 of those sources (``source_fingerprint``),
+so a reader can tell exactly which code produced the outputs.
+
+``--quick`` sets ``PUREJAXPPO_NOTEBOOK_QUICK=1`` in the kernel (the notebooks shrink every
+budget) and writes the executed copies to ``--out``: this is what the test suite runs. Either
+way a cell that raises fails the run, and so does a figure whose axes lack a title or an axis
+label. The kernel never installs anything: it imports this checkout, and ``PUREJAXPPO_PIP``
+(the install cell's source) is removed from its environment.
 """
 
 from __future__ import annotations
@@ -16,8 +28,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +41,7 @@ from nbclient import NotebookClient
 NOTEBOOK_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = NOTEBOOK_DIR.parent / "purejaxppo"
 QUICK_VARIABLE = "PUREJAXPPO_NOTEBOOK_QUICK"
+INSTALL_VARIABLE = "PUREJAXPPO_PIP"  # the install cell's source: never used by these runs
 STAMP_KEY = "purejaxppo_run"
 
 # Runs in the kernel before the notebook's first cell: every pyplot figure the notebook
@@ -60,6 +75,15 @@ assert not _problems, _problems
 print(f"{len(_purejaxppo_figures)} figures, all titled and labelled")
 """
 
+# Runs after the verdict: which purejaxppo the kernel imported, for the stamp.
+_PROVENANCE = """
+import json
+
+import purejaxppo
+
+print(json.dumps({"version": purejaxppo.__version__, "file": purejaxppo.__file__}))
+"""
+
 
 def notebook_paths() -> list[Path]:
     """The notebooks, in reading order."""
@@ -73,6 +97,30 @@ def source_fingerprint() -> str:
         digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def source_commit() -> str | None:
+    """The git commit checked out in this repository, with ``+dirty`` appended when
+    ``purejaxppo/`` differs from it (modified or untracked files); None where this is not
+    a git checkout of its own or git is missing. Read-only: no index refresh, no lock."""
+    root = PACKAGE_DIR.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    try:
+        toplevel, head = git("rev-parse", "--show-toplevel", "HEAD").split()
+        if Path(toplevel).resolve() != root.resolve():
+            return None  # e.g. an unpacked sdist inside some other repository
+        changed = git("status", "--porcelain", "--", PACKAGE_DIR.name).strip()
+    except (OSError, ValueError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if changed else head
 
 
 def _machine() -> str:
@@ -95,8 +143,9 @@ def execute(path: Path, quick: bool, output: Path | None = None, timeout: int = 
         nbformat.v4.new_code_cell(_FIGURE_CHECK),
         *cells,
         nbformat.v4.new_code_cell(_FIGURE_VERDICT),
+        nbformat.v4.new_code_cell(_PROVENANCE),
     ]
-    env = {k: v for k, v in os.environ.items() if k != QUICK_VARIABLE}
+    env = {k: v for k, v in os.environ.items() if k not in (QUICK_VARIABLE, INSTALL_VARIABLE)}
     # the kernel imports this checkout's purejaxppo (the code the fingerprint describes),
     # not whichever copy happens to be installed
     env["PYTHONPATH"] = os.pathsep.join(
@@ -111,15 +160,24 @@ def execute(path: Path, quick: bool, output: Path | None = None, timeout: int = 
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
     )
     client.execute(env=env)
-    notebook.cells = notebook.cells[1:-1]
+    printed = "".join(out.get("text", "") for out in notebook.cells[-1].outputs)
+    provenance = json.loads(printed)
+    if Path(provenance["file"]).resolve().parent != PACKAGE_DIR.resolve():
+        raise RuntimeError(
+            f"the kernel imported purejaxppo from {provenance['file']}, not from {PACKAGE_DIR}:"
+            " the stamp would describe other code than the one that ran"
+        )
+    notebook.cells = notebook.cells[1:-2]
     for index, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
-        cell.execution_count = index + 1  # as if run without the two check cells
+        cell.execution_count = index + 1  # as if run without the three added cells
         for item in cell.outputs:
             if "execution_count" in item:
                 item["execution_count"] = index + 1
     notebook.metadata[STAMP_KEY] = {
         "budget": "quick" if quick else "full",
-        "purejaxppo_source_sha256": source_fingerprint(),
+        "purejaxppo_version": provenance["version"],
+        "purejaxppo_git_commit": source_commit(),  # informational
+        "purejaxppo_source_sha256": source_fingerprint(),  # informational
         "machine": _machine(),
         "executed": datetime.date.today().isoformat(),
     }
