@@ -70,6 +70,11 @@ def shared_log_std(policy: PolicyParams) -> jax.Array | None:
     return policy.log_std
 
 
+class _StepCarry(NamedTuple):
+    runner: RunnerState
+    previous_final_obs: jax.Array  # [N, *obs_shape]: the last step's true next observation
+
+
 def collect_rollout(
     vec_env: VecEnv, num_steps: int, gamma: jax.Array, runner: RunnerState
 ) -> tuple[RunnerState, Transition]:
@@ -78,45 +83,56 @@ def collect_rollout(
     The randomness of all ``T`` steps (action noise, env keys and, where
     :meth:`VecEnv.draws_resets`, the envs' resets) is drawn before the scan: on CPU every
     call of the random-number generator is a loop of small kernels, so three calls per
-    rollout instead of three per step take them out of the step loop. V(final
-    observation) is computed in the step, so the rollout stores one observation per step.
+    rollout instead of three per step take them out of the step loop.
+
+    V(final observation) is computed in the loop, so the rollout keeps one observation per
+    step: step ``t`` runs the critic once on ``[obs_t; final_obs_{t-1}]`` (``[2N]``), which
+    gives V(obs_t) and the previous step's next value in the same ops (at this size a
+    step's cost is the number of ops, not their width); the last step's is computed after
+    the loop.
     """
     train_state = runner.train_state
     apply_fn, params = train_state.apply_fn, train_state.params
+    num_envs = vec_env.num_envs
     rng, noise_key, env_key = jax.random.split(runner.rng, 3)
     spec = vec_env.action_spec
     inputs = _StepInputs(
-        action_noise(noise_key, (num_steps, vec_env.num_envs, spec.dim), spec.discrete),
+        action_noise(noise_key, (num_steps, num_envs, spec.dim), spec.discrete),
         vec_env.draw(env_key, num_steps),
     )
     log_std = shared_log_std(apply_fn(params, runner.obs, method="policy_params"))
 
-    def env_step(runner: RunnerState, inputs: _StepInputs) -> tuple[RunnerState, Transition]:
-        policy, value = apply_fn(params, runner.obs, method="policy_params_and_value")
+    def env_step(carry: _StepCarry, inputs: _StepInputs) -> tuple[_StepCarry, Transition]:
+        runner = carry.runner
+        policy = apply_fn(params, runner.obs, method="policy_params")
+        both = jnp.concatenate([runner.obs, carry.previous_final_obs])
+        values = apply_fn(params, both, method="value")
         action = sample_with_noise(policy, inputs.action_noise)
         log_prob = make_distribution(policy).log_prob(action)
         step, env_state = vec_env.step_drawn(inputs.env_draws, runner.env_state, action, gamma)
-        next_value = apply_fn(params, step.final_obs, method="value")
-        stored_policy = policy if log_std is None else policy._replace(log_std=None)
         transition = Transition(
             obs=runner.obs,
             action=action,
-            policy_params=stored_policy,
+            policy_params=policy if log_std is None else policy._replace(log_std=None),
             log_prob=log_prob,
-            value=value,
-            next_value=next_value,
+            value=values[:num_envs],
+            next_value=values[num_envs:],  # of step t - 1: shifted after the loop
             reward=step.reward,
             terminated=step.terminated,
             truncated=step.truncated,
             episode_return=step.episode_return,
             episode_length=step.episode_length,
         )
-        return runner._replace(env_state=env_state, obs=step.obs), transition
+        runner = runner._replace(env_state=env_state, obs=step.obs)
+        return _StepCarry(runner, step.final_obs), transition
 
-    runner, traj = jax.lax.scan(env_step, runner, inputs)
+    carry, traj = jax.lax.scan(env_step, _StepCarry(runner, runner.obs), inputs)
+    last_next_value = apply_fn(params, carry.previous_final_obs, method="value")
+    next_value = jnp.concatenate([traj.next_value[1:], last_next_value[None]])
+    traj = traj._replace(next_value=next_value)
     if log_std is not None:
         traj = traj._replace(policy_params=traj.policy_params._replace(log_std=log_std))
-    return runner._replace(rng=rng), traj
+    return carry.runner._replace(rng=rng), traj
 
 
 def per_sample_policy(policy: PolicyParams) -> PolicyParams:

@@ -133,6 +133,9 @@ def make_trainer(
     network = build_network(config, vec_env)
     obs_shape = vec_env.obs_shape
     evaluate_now = _make_periodic_evaluation(config, env, env_params)
+    # one optimizer object: it is static metadata of TrainState, so a new one per init
+    # would make every state from init a new pytree structure (a recompile of run)
+    optimizer = make_optimizer(config.grad_clip)
     batch_size = config.batch_size
 
     def collect(state: TrainerState) -> tuple[TrainerState, Transition]:
@@ -228,7 +231,6 @@ def make_trainer(
         # split(rng, 4)[:3] == split(rng, 3): evaluation's stream leaves training's as it was
         rng, init_key, reset_key, eval_rng = jax.random.split(rng, 4)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
-        optimizer = make_optimizer(config.grad_clip)
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         train_state = set_optimizer_hyperparams(
             train_state, hyperparams.lr, hyperparams.max_grad_norm

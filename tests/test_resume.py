@@ -160,3 +160,10 @@ def test_other_format_version_and_config_are_refused(saved, trainer):
 def test_existing_folder_is_not_overwritten(saved, trainer):
     with pytest.raises(FileExistsError, match="already exists"):
         save_checkpoint(saved, trainer.init(jax.random.key(0)), CONFIG)
+
+
+def test_states_from_init_share_one_structure(trainer):
+    """The optimizer is static metadata of the state: one object per trainer, so states of
+    other seeds (or reloaded ones) reuse a compiled run instead of recompiling it."""
+    first, second = trainer.init(jax.random.key(0)), trainer.init(jax.random.key(1))
+    assert jax.tree.structure(first) == jax.tree.structure(second)
