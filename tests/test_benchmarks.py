@@ -35,6 +35,17 @@ def test_throughput_quick(tmp_path):
     assert (tmp_path / "throughput_cpu_quick.png").stat().st_size > 1000
 
 
+def test_grad_clip_quick(tmp_path):
+    report = load("grad_clip").main(["--quick", "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "grad_clip_cpu_quick.json").read_text())
+    assert set(written["cells"]) == {
+        f"value_clip_{v}/{c}" for v in ("off", "on") for c in ("global", "per_network")
+    }
+    for cell in report["cells"].values():
+        assert len(cell["final_return"]) == report["seeds"] == 2
+        assert cell["summary"]["mean"] == pytest.approx(np.mean(cell["final_return"]))
+
+
 def test_sweep_quick_is_one_trace(tmp_path):
     report = load("sweep").main(["--quick", "--seeds", "2", "--out", str(tmp_path)])
     assert report["timing"]["traces"] == 1
