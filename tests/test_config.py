@@ -47,23 +47,7 @@ def test_config_is_frozen():
 
 
 def test_from_dict_accepts_purejaxrl_keys():
-    purejaxrl = {
-        "LR": 2.5e-4,
-        "NUM_ENVS": 4,
-        "NUM_STEPS": 128,
-        "TOTAL_TIMESTEPS": 5e5,
-        "UPDATE_EPOCHS": 4,
-        "NUM_MINIBATCHES": 4,
-        "GAMMA": 0.99,
-        "GAE_LAMBDA": 0.95,
-        "CLIP_EPS": 0.2,
-        "ENT_COEF": 0.01,
-        "VF_COEF": 0.5,
-        "MAX_GRAD_NORM": 0.5,
-        "ACTIVATION": "tanh",
-        "ENV_NAME": "CartPole-v1",
-        "ANNEAL_LR": True,
-    }
+    purejaxrl = {key: value for key, value in _PUREJAXRL_PPO.items() if key != "DEBUG"}
     c = PPOConfig.from_dict(purejaxrl)
     assert c == PPOConfig(total_timesteps=500_000)
     assert isinstance(c.total_timesteps, int)
