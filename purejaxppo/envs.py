@@ -422,8 +422,9 @@ class VecEnv:
         return transition, new_state
 
     def _observe(self, obs_stats: RunningMeanStd, raw_obs: jax.Array) -> jax.Array:
-        """What the policy sees: normalised float32 observations, or the raw ones in the
-        env's own dtype (MinAtar's are bool: 1 byte each, not 4; the network casts)."""
+        """What the policy sees: normalised float32 observations, or the raw ones in
+        ``obs_dtype``, the env's own (integer observations stay integers, never widened to
+        float32 in the rollout's storage; the network casts)."""
         if self.normalize_obs:
             return obs_stats.normalize(raw_obs.astype(jnp.float32), self.obs_clip)
         return raw_obs.astype(self.obs_dtype)

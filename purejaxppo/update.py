@@ -31,8 +31,9 @@ def network_of(path: tuple[Any, ...]) -> str:
     """``"critic"`` for a parameter under a top-level module named ``critic``, else
     ``"actor"`` (the actor MLP and the Gaussian log-std); ``path`` is a key path."""
     names = [str(getattr(key, "key", key)) for key in path]
-    top = names[1] if names and names[0] == "params" and len(names) > 1 else names[0]
-    return "critic" if top == "critic" else "actor"
+    if names[:1] == ["params"]:  # flax's variable collection
+        names = names[1:]
+    return "critic" if names[:1] == ["critic"] else "actor"
 
 
 def clip_by_network_norm(max_norm: jax.Array) -> optax.GradientTransformation:
