@@ -4,8 +4,8 @@ Also ``python -m purejaxppo``; with no command (or only flags) it trains.
 
     purejaxppo train [--env CartPole-v1] [--seeds 4] [--seed 0] [--total-timesteps 5e5]
                      [--config FILE.json|.yaml] [--FIELD VALUE ...] [--out runs/NAME]
-                     [--no-progress]
-    purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic]
+                     [--no-progress] [--no-compile-cache]
+    purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic] [--no-compile-cache]
 
 Every ``PPOConfig`` field is a flag (``--lr 1e-3``, ``--normalize-obs true``,
 ``--hidden-sizes 128,128``, ``--target-kl none``), its parser derived from the field's type;
@@ -15,6 +15,13 @@ values are validated once. A run folder holds ``config.json``, ``metrics.npz`` (
 ``[seeds, updates]``), ``summary.json``, ``learning_curve.png`` and ``checkpoint/``
 (the whole final training state, for ``evaluate`` or for resuming). Bad input is one
 line on stderr and exit code 2.
+
+Compiled programs are kept in JAX's persistent compilation cache (see
+:mod:`purejaxppo.compile_cache`; ``--no-compile-cache`` turns it off), so a second run of
+the same config loads them instead of compiling. A program with a host callback is
+never cached, so training runs as a few dozen calls of ``run_many`` (:func:`chunk_lengths`)
+and the progress is reported from the host between them, not from inside the program;
+chunked or not, the results are bit-identical (``Trainer.run``'s guarantee).
 """
 
 from __future__ import annotations
@@ -151,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, help="a .json or .yaml file of PPOConfig fields")
     train.add_argument("--out", type=Path, help="run folder (default runs/ENV_TIME)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_compile_cache_flag(train)
     fields = train.add_argument_group("PPOConfig fields (override --config)")
     types_ = typing.get_type_hints(PPOConfig)
     for field in dataclasses.fields(PPOConfig):
@@ -172,7 +180,46 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--stochastic", action="store_true", help="sample actions (default: the mode)"
     )
+    _add_compile_cache_flag(evaluate)
     return parser
+
+
+def _add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="compile from scratch and keep nothing: no persistent compilation cache "
+        "(default: the cache in $PUREJAXPPO_COMPILE_CACHE, else ~/.cache/purejaxppo/jax-compile)",
+    )
+
+
+def _compile_cache(args: argparse.Namespace) -> Any:
+    """The persistent compilation cache for a command: its default folder, or off with
+    ``--no-compile-cache``; the caller's settings come back after the command."""
+    from purejaxppo.compile_cache import compile_cache_scope, default_cache_dir
+
+    return compile_cache_scope(None if args.no_compile_cache else default_cache_dir())
+
+
+TARGET_CHUNKS = 25  # progress reports per run, about
+
+
+def chunk_lengths(num_updates: int, target_chunks: int = TARGET_CHUNKS) -> list[int]:
+    """How many updates each call of ``run_many`` does, summing to ``num_updates``.
+
+    About ``target_chunks`` calls of one length ``c`` (one compiled program): ``c`` is
+    the largest divisor of ``num_updates`` up to ``num_updates // target_chunks``, unless
+    that is below a quarter of it (``num_updates`` prime, say); then the calls have that
+    length and one last, shorter call does the rest (a second program).
+    """
+    if num_updates < 1:
+        raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
+    longest = max(1, num_updates // target_chunks)
+    divisor = max(d for d in range(1, longest + 1) if num_updates % d == 0)
+    if 4 * divisor >= longest:
+        return [divisor] * (num_updates // divisor)
+    full, rest = divmod(num_updates, longest)
+    return [longest] * full + ([rest] if rest else [])
 
 
 def _yaml_loader() -> type:
@@ -239,6 +286,7 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from purejaxppo.checkpoint import save_checkpoint
+    from purejaxppo.progress import ProgressBar
     from purejaxppo.stats import learning_curve, summarize
     from purejaxppo.train import final_return, make_trainer
 
@@ -246,7 +294,7 @@ def train_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
     try:
         config = resolve_config(args)
-        trainer = make_trainer(config, progress=not args.no_progress)
+        trainer = make_trainer(config)  # no callback in the program: it can be cached
     except ValueError as error:  # invalid config values, unknown env
         raise UsageError(str(error)) from error
     out = args.out or Path("runs") / f"{config.env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -258,18 +306,32 @@ def train_command(args: argparse.Namespace) -> int:
         f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
         flush=True,
     )
-
-    def run_vmapped(keys):  # the seeds' shared update counter stays unbatched
-        return trainer.run_many(trainer.init_many(keys), config.num_updates)
+    lengths = chunk_lengths(config.num_updates)
 
     start = time.perf_counter()
-    compiled = jax.jit(run_vmapped).lower(keys).compile()
-    compile_s = time.perf_counter() - start
+    state = jax.jit(trainer.init_many)(keys)
+    run_many = jax.jit(trainer.run_many, static_argnums=1)
+    runs = {n: run_many.lower(state, n).compile() for n in sorted(set(lengths))}
+    compile_s = time.perf_counter() - start  # init's compile and run, run_many's compile
+
+    progress = None
+    if not args.no_progress:
+        progress = ProgressBar(config.num_updates, f"PPO {config.env_name}")
     start = time.perf_counter()
-    state, metrics = jax.block_until_ready(compiled(keys))
+    chunks: list[dict[str, jax.Array]] = []
+    for length in lengths:
+        state, chunk = runs[length](state)  # dispatched: runs while the host reports
+        if progress is not None:
+            _report(progress, chunks, lengths)
+        chunks.append(chunk)
+    state = jax.block_until_ready(state)
     run_s = time.perf_counter() - start
-
-    metrics = {name: np.asarray(value) for name, value in metrics.items()}
+    if progress is not None:
+        _report(progress, chunks, lengths)
+    metrics = {
+        name: np.concatenate([np.asarray(chunk[name]) for chunk in chunks], axis=1)
+        for name in chunks[0]
+    }
     scores = final_return(metrics["episode_return"])
     finished = np.isfinite(scores)
     summary = summarize(scores) if finished.all() else None
@@ -288,6 +350,7 @@ def train_command(args: argparse.Namespace) -> int:
         "compile_s": compile_s,
         "run_s": run_s,
         "env_steps_per_s": sps,
+        "compile_cache": args.compile_cache,
         "backend": jax.default_backend(),
         "jax": jax.__version__,
     }
@@ -311,6 +374,20 @@ def train_command(args: argparse.Namespace) -> int:
     print("per seed: " + " ".join(f"{score:.1f}" for score in scores))
     print(f"wrote {out}/: config.json metrics.npz summary.json learning_curve.png checkpoint/")
     return 0
+
+
+def _report(progress: Any, chunks: list[dict[str, Any]], lengths: list[int]) -> None:
+    """Show the last finished chunk of ``chunks`` (metrics ``[seeds, length]``) on the
+    progress bar: the updates done and their last episode return."""
+    import numpy as np
+
+    if not chunks:
+        return
+    done = sum(lengths[: len(chunks)])
+    returns = np.asarray(chunks[-1]["episode_return"])  # waits for that chunk only
+    finished = np.isfinite(returns).any(axis=0)
+    latest = returns[:, np.flatnonzero(finished)[-1]] if finished.any() else returns[:, -1]
+    progress({"update": done - 1, "episode_return": latest})
 
 
 def _plot(curve: dict[str, list], seeds: int, title: str, path: Path) -> None:
@@ -391,9 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "evaluate":
-            return evaluate_command(args)
-        return train_command(args)
+        with _compile_cache(args) as cache_dir:
+            args.compile_cache = None if cache_dir is None else str(cache_dir)
+            if args.command == "evaluate":
+                return evaluate_command(args)
+            return train_command(args)
     except UsageError as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """Shared test helpers: a tiny custom gymnax env, bitwise pytree comparison, and a
-primitive count of a jaxpr."""
+primitive count of a jaxpr. Also turns on the persistent compilation cache for the suite."""
 
 import importlib.util
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,17 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
+
+from purejaxppo.compile_cache import CACHE_DIR_ENV, default_cache_dir, enable_compile_cache
+
+# One folder for the xdist workers, the CLI subprocesses and the next run of the suite: a
+# program another test (or an earlier run) compiled is loaded instead of compiled again.
+# PUREJAXPPO_TEST_COMPILE_CACHE picks another folder; "off" turns the cache off.
+_test_cache = os.environ.get("PUREJAXPPO_TEST_COMPILE_CACHE") or default_cache_dir().with_name(
+    "jax-compile-tests"
+)
+if _test_cache != "off":
+    os.environ[CACHE_DIR_ENV] = str(enable_compile_cache(_test_cache, min_compile_time_s=0.25))
 
 
 @struct.dataclass

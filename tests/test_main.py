@@ -6,12 +6,20 @@ import subprocess
 import sys
 import typing
 
+import jax
 import numpy as np
 import pytest
 import yaml
 
-from purejaxppo import PPOConfig
-from purejaxppo.cli import _field_parser, _load_config_file, build_parser, main, resolve_config
+from purejaxppo import PPOConfig, make_trainer
+from purejaxppo.cli import (
+    _field_parser,
+    _load_config_file,
+    build_parser,
+    chunk_lengths,
+    main,
+    resolve_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +44,70 @@ def test_train_writes_a_complete_run_folder(run_dir):
     low, high = summary["summary"]["ci_low"], summary["summary"]["ci_high"]
     assert low <= summary["summary"]["mean"] <= high
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
+
+
+def test_chunked_run_equals_one_call_of_run_many(run_dir):
+    """The command line trains in chunks (one update each at this size), with progress
+    reported between them; its metrics are bit-identical to one call for all updates."""
+    assert chunk_lengths(4) == [1, 1, 1, 1]
+    config = PPOConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    trainer = make_trainer(config)
+    keys = jax.random.split(jax.random.key(0), 2)
+    _, expected = jax.jit(lambda k: trainer.run_many(trainer.init_many(k), 4))(keys)
+    saved = np.load(run_dir / "metrics.npz")
+    assert set(saved.files) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(saved[name], np.asarray(value), err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("updates", "lengths"),
+    [
+        (1, [1]),
+        (24, [1] * 24),
+        (976, [16] * 61),  # the default config: 61 calls of one program
+        (100, [4] * 25),
+        (1009, [40] * 25 + [9]),  # prime: the largest divisor (1) is too small, a remainder
+    ],
+)
+def test_chunk_lengths(updates, lengths):
+    assert chunk_lengths(updates) == lengths
+
+
+def test_progress_lines_and_a_second_run_loads_its_programs_from_the_cache(
+    tmp_path, monkeypatch, capsys
+):
+    """Without host callbacks in the programs, JAX's persistent cache keeps them: a second
+    identical run compiles nothing (it writes no new entry and reads its programs back)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PUREJAXPPO_COMPILE_CACHE", str(cache))
+    args = ["train", "--seeds", "1", "--total-timesteps", "1024", "--num-envs", "2"]
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda event, **kwargs: hits.append(1) if event.endswith("cache_hits") else None
+    )
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err  # not a terminal: the plain lines of a ProgressBar
+    assert "PPO CartPole-v1: 100% 4/4 updates" in err
+    entries = sorted(p.name.split("-")[0] for p in cache.iterdir())
+    assert {"jit_init_many", "jit_run_many"} <= set(entries)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["compile_cache"] == str(cache)
+    before = len(hits)
+    assert main([*args, "--no-progress", "--out", str(tmp_path / "b")]) == 0
+    assert sorted(p.name.split("-")[0] for p in cache.iterdir()) == entries
+    assert len(hits) - before >= 2  # init_many and run_many, at least
+    assert "updates" not in capsys.readouterr().err
+
+
+def test_no_compile_cache_turns_it_off_for_the_command_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("PUREJAXPPO_COMPILE_CACHE", str(tmp_path / "cache"))
+    before = jax.config.jax_compilation_cache_dir
+    args = ["train", "--seeds", "1", "--total-timesteps", "1024", "--num-envs", "2"]
+    assert main([*args, "--no-compile-cache", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["compile_cache"] is None
+    assert not (tmp_path / "cache").exists()
+    assert jax.config.jax_compilation_cache_dir == before  # the caller's setting is back
 
 
 def test_evaluate_a_saved_run(run_dir, capsys):
