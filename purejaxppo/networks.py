@@ -9,8 +9,9 @@ value head, zero biases.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -122,6 +123,47 @@ def orthogonal_init(scale: float) -> Callable[..., jax.Array]:
     return init
 
 
+def orthogonal_kernels(
+    key: jax.Array, shapes: Sequence[tuple[int, int]], gains: Sequence[float]
+) -> list[jax.Array]:
+    """Orthogonal ``[fan_in, fan_out]`` kernels, one per shape, each times its gain: the
+    distribution of :func:`orthogonal_init`, drawn at once.
+
+    One normal draw for all of them, and one Householder loop (vmapped) per distinct
+    height of the tall ``[max(shape), min(shape)]`` matrices, whose narrower members are
+    padded with zero columns (which leave the Householder vectors of the real columns
+    as they are). Every random-number call and every loop is compiled separately, so the
+    per-layer initialisers of ``nn.Dense`` (a key fold and a draw per layer, a loop per
+    layer) make a program that takes several times as long to compile.
+    """
+    talls = [(max(shape), min(shape)) for shape in shapes]
+    sizes = [m * n for m, n in talls]
+    noise = jax.random.normal(key, (sum(sizes),))
+    offsets = np.cumsum([0, *sizes])
+    blocks = [noise[offsets[i] : offsets[i + 1]].reshape(tall) for i, tall in enumerate(talls)]
+    columns: list[jax.Array | None] = [None] * len(shapes)
+    for height in sorted({m for m, _ in talls}):
+        members = [i for i, (m, _) in enumerate(talls) if m == height]
+        width = max(talls[i][1] for i in members)
+        padded = jnp.stack(
+            [jnp.pad(blocks[i], ((0, 0), (0, width - talls[i][1]))) for i in members]
+        )
+        q = jax.vmap(_orthonormal_columns)(padded)
+        for row, i in enumerate(members):
+            columns[i] = q[row, :, : talls[i][1]]
+    kernels = []
+    for shape, gain, q in zip(shapes, gains, columns, strict=True):
+        fan_in, fan_out = shape
+        kernels.append(gain * (q.T if fan_in < fan_out else q))
+    return kernels
+
+
+def mlp_kernel_gains(num_hidden: int, out_gain: float) -> tuple[float, ...]:
+    """The orthogonal gain of each ``Dense`` layer of an :class:`MLP`, in order: sqrt(2)
+    for its ``num_hidden`` hidden layers, ``out_gain`` for the output layer."""
+    return (float(np.sqrt(2)),) * num_hidden + (float(out_gain),)
+
+
 class MLP(nn.Module):
     """Hidden layers with ``activation`` then a linear output of ``out_dim`` units."""
 
@@ -133,10 +175,14 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATION_FNS[self.activation]
-        for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=orthogonal_init(np.sqrt(2)))(x)
-            x = act(x)
-        return nn.Dense(self.out_dim, kernel_init=orthogonal_init(self.out_gain))(x)
+        gains = mlp_kernel_gains(len(self.hidden_sizes), self.out_gain)
+        for size, gain in zip(self.hidden_sizes, gains, strict=False):
+            x = act(nn.Dense(size, kernel_init=orthogonal_init(gain))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal_init(gains[-1]))(x)
+
+
+ACTOR_OUT_GAIN = 0.01  # the policy head starts near uniform / near zero mean
+CRITIC_OUT_GAIN = 1.0
 
 
 class ActorCritic(nn.Module):
@@ -154,12 +200,37 @@ class ActorCritic(nn.Module):
     log_std_init: float = 0.0
 
     def setup(self) -> None:
-        self.actor = MLP(self.hidden_sizes, self.activation, self.action_dim, out_gain=0.01)
-        self.critic = MLP(self.hidden_sizes, self.activation, 1, out_gain=1.0)
+        self.actor = MLP(self.hidden_sizes, self.activation, self.action_dim, ACTOR_OUT_GAIN)
+        self.critic = MLP(self.hidden_sizes, self.activation, 1, CRITIC_OUT_GAIN)
         if not self.discrete:
             self.log_std = self.param(
                 "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
             )
+
+    @nn.nowrap
+    def init_params(self, key: jax.Array) -> dict[str, Any]:
+        """Initial variables, ``{"params": ...}`` with the tree, shapes and distribution
+        of ``self.init(key, obs)`` (orthogonal kernels with the gains above, zero biases,
+        ``log_std_init``), from :func:`orthogonal_kernels`: the program compiles in a
+        fraction of the time of flax's layer-by-layer init. (Not the same numbers as
+        ``self.init`` for the same key: another draw of the same distribution.)"""
+        fan_in = int(np.prod(self.obs_shape, dtype=int))
+        heads = {"actor": (self.action_dim, ACTOR_OUT_GAIN), "critic": (1, CRITIC_OUT_GAIN)}
+        shapes, gains = [], []
+        for out_dim, out_gain in heads.values():
+            shapes += list(itertools.pairwise([fan_in, *self.hidden_sizes, out_dim]))
+            gains += mlp_kernel_gains(len(self.hidden_sizes), out_gain)
+        kernels = iter(orthogonal_kernels(key, shapes, gains))
+        params: dict[str, Any] = {
+            name: {
+                f"Dense_{i}": {"kernel": next(kernels), "bias": jnp.zeros(size, jnp.float32)}
+                for i, size in enumerate([*self.hidden_sizes, out_dim])
+            }
+            for name, (out_dim, _) in heads.items()
+        }
+        if not self.discrete:
+            params["log_std"] = jnp.full(self.action_dim, self.log_std_init, jnp.float32)
+        return {"params": params}
 
     def __call__(self, obs: jax.Array) -> tuple[distrax.Distribution, jax.Array]:
         return self.policy(obs), self.value(obs)

@@ -131,7 +131,6 @@ def make_trainer(
         reward_clip=config.reward_clip,
     )
     network = build_network(config, vec_env)
-    obs_shape = vec_env.obs_shape
     evaluate_now = _make_periodic_evaluation(config, env, env_params)
     # one optimizer object: it is static metadata of TrainState, so a new one per init
     # would make every state from init a new pytree structure (a recompile of run)
@@ -230,7 +229,7 @@ def make_trainer(
             hyperparams = config.hyperparams()
         # split(rng, 4)[:3] == split(rng, 3): evaluation's stream leaves training's as it was
         rng, init_key, reset_key, eval_rng = jax.random.split(rng, 4)
-        params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
+        params = network.init_params(init_key)  # network.init's distribution, compiles faster
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         train_state = set_optimizer_hyperparams(
             train_state, hyperparams.lr, hyperparams.max_grad_norm

@@ -9,6 +9,7 @@ in the optimiser state: they can be annealed, traced and vmapped over without re
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -64,8 +65,14 @@ def clip_by_network_norm(max_norm: jax.Array) -> optax.GradientTransformation:
 def _clipped_adam(
     learning_rate: float, max_grad_norm: float, grad_clip: str = "global"
 ) -> optax.GradientTransformation:
-    clip = clip_by_network_norm if grad_clip == "per_network" else optax.clip_by_global_norm
-    return optax.chain(clip(max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+    """Clip, then Adam, on one flat vector of all parameters (``optax.flatten``): a few
+    ops on one array instead of the same ops on every leaf, which compiles measurably
+    faster (``benchmarks/vs_purejaxrl.py``). Per-network clipping needs the tree, so
+    it clips the tree and flattens for Adam."""
+    adam = optax.adam(learning_rate, eps=1e-5)
+    if grad_clip == "per_network":
+        return optax.chain(clip_by_network_norm(max_grad_norm), optax.flatten(adam))
+    return optax.flatten(optax.chain(optax.clip_by_global_norm(max_grad_norm), adam))
 
 
 def make_optimizer(grad_clip: str = "global") -> optax.GradientTransformation:
@@ -154,7 +161,6 @@ class UpdateInfo(NamedTuple):
 
 class _EpochCarry(NamedTuple):
     train_state: TrainState
-    rng: jax.Array
     stopped: jax.Array  # target_kl exceeded in an earlier epoch: skip the remaining steps
 
 
@@ -175,10 +181,25 @@ def _minibatch_step(
     return train_state.apply_gradients(grads=grads), step
 
 
-def minibatch_indices(rng: jax.Array, batch_size: int, num_minibatches: int) -> jax.Array:
-    """A random permutation of ``range(batch_size)`` split into ``[M, batch_size // M]``:
-    row ``m`` holds the samples of minibatch ``m``."""
-    return jax.random.permutation(rng, batch_size).reshape(num_minibatches, -1)
+def minibatch_indices(
+    rng: jax.Array, batch_size: int, num_minibatches: int, num_epochs: int = 1
+) -> jax.Array:
+    """Independent random permutations of ``range(batch_size)``, one per epoch, each split
+    into minibatches: ``[num_epochs, M, batch_size // M]``; ``[e, m]`` holds the samples
+    of minibatch ``m`` of epoch ``e``.
+
+    Each permutation sorts ``range(batch_size)`` by random 32-bit keys, as
+    ``jax.random.permutation`` does, in as many rounds as it would use (one below ~1600
+    samples; ties keep their order), but all epochs from one draw per round: each
+    random-number call is a kernel to compile, per epoch it would be three.
+    """
+    rounds = max(1, math.ceil(3 * math.log(max(batch_size, 1)) / math.log(2**32)))
+    keys = jax.random.split(rng, rounds) if rounds > 1 else rng[None]
+    order = jnp.broadcast_to(jnp.arange(batch_size), (num_epochs, batch_size))
+    for key in keys:
+        sort_keys = jax.random.bits(key, (num_epochs, batch_size), jnp.uint32)
+        _, order = jax.lax.sort_key_val(sort_keys, order, dimension=1)
+    return order.reshape(num_epochs, num_minibatches, batch_size // num_minibatches)
 
 
 def gather_minibatch(batch: Batch, indices: jax.Array) -> Batch:
@@ -204,7 +225,8 @@ def update_policy(
     batch: Batch,
     rng: jax.Array,
 ) -> tuple[TrainState, UpdateInfo]:
-    """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``.
+    """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``,
+    each epoch on its own shuffle (:func:`minibatch_indices`, all drawn from ``rng``).
 
     With ``config.target_kl`` set, once an epoch's mean exact KL(pi_old || pi) exceeds it
     the remaining steps of this update are skipped (masked with ``lax.cond``, so the
@@ -225,9 +247,7 @@ def update_policy(
 
         return jax.lax.cond(stopped, skip, step, ts, mb)
 
-    def epoch(carry: _EpochCarry, _: None) -> tuple[_EpochCarry, StepInfo]:
-        rng, shuffle_key = jax.random.split(carry.rng)
-        indices = minibatch_indices(shuffle_key, batch.obs.shape[0], config.num_minibatches)
+    def epoch(carry: _EpochCarry, indices: jax.Array) -> tuple[_EpochCarry, StepInfo]:
         train_state, steps = jax.lax.scan(
             lambda ts, idx: take_or_skip(carry.stopped, ts, gather_minibatch(batch, idx)),
             carry.train_state,
@@ -237,9 +257,9 @@ def update_policy(
         if config.target_kl is not None:
             epoch_kl = jnp.mean(steps.terms.kl, where=steps.taken[:, None])
             stopped = stopped | (epoch_kl > config.target_kl)
-        return _EpochCarry(train_state, rng, stopped), steps
+        return _EpochCarry(train_state, stopped), steps
 
-    carry, steps = jax.lax.scan(
-        epoch, _EpochCarry(train_state, rng, jnp.bool_(False)), None, length=config.update_epochs
-    )
+    batch_size, epochs = batch.obs.shape[0], config.update_epochs
+    indices = minibatch_indices(rng, batch_size, config.num_minibatches, epochs)
+    carry, steps = jax.lax.scan(epoch, _EpochCarry(train_state, jnp.bool_(False)), indices)
     return carry.train_state, _summarise(steps, coefficients.clip_eps)

@@ -12,9 +12,11 @@ from purejaxppo import PPOConfig, make_train
 from purejaxppo.networks import (
     ActorCritic,
     PolicyParams,
+    _orthonormal_columns,
     action_noise,
     make_distribution,
     orthogonal_init,
+    orthogonal_kernels,
     sample_with_noise,
 )
 
@@ -32,6 +34,42 @@ def test_orthogonal_init_equals_flax_qr_initialiser(shape, gain):
     small = min(shape)
     gram = ours.T @ ours if shape[0] >= shape[1] else ours @ ours.T
     np.testing.assert_allclose(gram, gain**2 * np.eye(small), atol=1e-5 * max(gain**2, 1))
+
+
+@pytest.mark.parametrize(
+    ("discrete", "obs_shape", "hidden_sizes"),
+    [(True, (4,), (64, 64)), (False, (3,), (7,)), (True, (10, 10, 4), (64, 64))],
+)
+def test_init_params_is_flax_init_in_tree_shapes_and_gains(discrete, obs_shape, hidden_sizes):
+    """The trainer's one-draw init against flax's layer-by-layer init of the same module:
+    same tree, shapes and dtypes; every kernel orthogonal with flax's gain for that leaf
+    (its Gram matrix); biases and log-std equal."""
+    net = ActorCritic(3, discrete, obs_shape, hidden_sizes, log_std_init=-0.5)
+    flax_params = net.init(jax.random.key(1), jnp.zeros((1, *obs_shape)))
+    ours = net.init_params(jax.random.key(1))
+    assert jax.tree.structure(ours) == jax.tree.structure(flax_params)
+    for (path, theirs), mine in zip(
+        jax.tree_util.tree_leaves_with_path(flax_params), jax.tree.leaves(ours), strict=True
+    ):
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype, path
+        if mine.ndim == 2:
+            gram = lambda k: k.T @ k if k.shape[0] >= k.shape[1] else k @ k.T
+            np.testing.assert_allclose(gram(mine), gram(theirs), atol=2e-5, err_msg=str(path))
+        else:
+            np.testing.assert_array_equal(mine, theirs, err_msg=str(path))
+
+
+def test_orthogonal_kernels_padding_leaves_each_kernel_as_drawn_alone():
+    """Kernels of one height are orthogonalised together, the narrower ones padded with
+    zero columns: each equals the orthonormal columns of its own Gaussian block."""
+    shapes, gains = [(4, 64), (64, 64), (64, 2)], [1.0, 2.0, 0.5]
+    kernels = orthogonal_kernels(jax.random.key(5), shapes, gains)
+    noise = jax.random.normal(jax.random.key(5), (64 * 4 + 64 * 64 + 64 * 2,))
+    blocks = np.split(np.asarray(noise), [256, 256 + 4096])
+    for (fan_in, fan_out), gain, block, kernel in zip(shapes, gains, blocks, kernels, strict=True):
+        alone = _orthonormal_columns(jnp.asarray(block).reshape(64, min(fan_in, fan_out)))
+        expected = gain * (alone.T if fan_in < fan_out else alone)
+        np.testing.assert_allclose(kernel, expected, atol=1e-5)
 
 
 def test_vmapped_training_program_has_no_lapack_call():

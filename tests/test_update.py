@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from purejaxppo import PPOConfig, make_trainer
 from purejaxppo.losses import Batch, LossCoefficients, ppo_loss_terms, value_loss
@@ -14,6 +15,7 @@ from purejaxppo.update import (
     clip_eps_at,
     learning_rate_at,
     make_optimizer,
+    minibatch_indices,
     network_of,
 )
 
@@ -60,7 +62,9 @@ def test_optimizer_clipping_choice_reaches_the_update():
         state = tx.init(params)
         state.hyperparams.update(learning_rate=jnp.float32(1.0), max_grad_norm=jnp.float32(0.5))
         _, state = tx.update(GRADS, state, params)
-        mu = state.inner_state[1][0].mu  # chain: (clip state, adam state); adam: (mu, nu)
+        mu = optax.tree_utils.tree_get(state, "mu")  # Adam's, on the flat parameter vector
+        if not isinstance(mu, dict):
+            mu = ravel_pytree(params)[1](mu)  # optax.flatten's order is ravel_pytree's
         actor_mu = _norm(mu["params"]["actor"])
         expected = 0.1 * 0.2 * (1.0 if grad_clip == "per_network" else 0.5 / 100.002)
         assert actor_mu == pytest.approx(expected, rel=1e-3), grad_clip
@@ -117,3 +121,22 @@ def test_running_twice_num_updates_never_ascends_the_gradient():
     final_lr = config.lr / config.num_updates
     np.testing.assert_allclose(lr, [config.lr * (1 - k / 3) for k in range(3)] + [final_lr] * 3)
     np.testing.assert_allclose(clip, [0.2, 0.15, 0.1, 0.1, 0.1, 0.1], rtol=1e-6)
+
+
+def test_one_round_shuffle_is_jax_random_permutation():
+    """One epoch's minibatches are the permutation jax.random.permutation gives for the
+    key it would sort with (it splits its key once, then sorts by random bits)."""
+    key = jax.random.key(3)
+    indices = minibatch_indices(jax.random.split(key)[1], 512, 4)
+    assert indices.shape == (1, 4, 128)
+    np.testing.assert_array_equal(indices.ravel(), jax.random.permutation(key, 512))
+
+
+@pytest.mark.parametrize("batch_size", [8, 5000])  # 5000 samples: two sorting rounds
+def test_every_epoch_gets_its_own_permutation(batch_size):
+    indices = minibatch_indices(jax.random.key(0), batch_size, 4, num_epochs=3)
+    assert indices.shape == (3, 4, batch_size // 4)
+    rows = np.asarray(indices).reshape(3, batch_size)
+    for row in rows:
+        np.testing.assert_array_equal(np.sort(row), np.arange(batch_size))
+    assert len({tuple(row) for row in rows}) == 3
