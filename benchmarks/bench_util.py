@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 def machine() -> dict[str, Any]:
@@ -100,3 +102,79 @@ def write_json(out: Path, stem: str, report: Any, default: Callable | None = Non
     path = out / f"{stem}.json"
     path.write_text(json.dumps(report, indent=2, default=default))
     return path
+
+
+# Primitives counted as one floating-point operation per output element (XLA's cost
+# analysis counts elementwise arithmetic the same way; transcendentals as one each too).
+ELEMENTWISE_FLOPS = frozenset(
+    {"add", "add_any", "sub", "mul", "div", "max", "min", "neg", "abs", "square", "sqrt"}
+    | {"rsqrt", "exp", "exp2", "expm1", "log", "log1p", "tanh", "logistic", "pow"}
+    | {"integer_pow", "erf_inv", "sin", "cos"}
+)
+REDUCTION_FLOPS = frozenset({"reduce_sum", "reduce_max", "reduce_min", "argmax", "argmin"})
+
+
+def flop_count(fn: Callable[..., Any], *args: Any) -> dict[str, float]:
+    """Floating-point operations of one call of ``fn(*args)``, counted on its jaxpr:
+    ``{"flops", "matmul_flops"}``.
+
+    XLA's ``cost_analysis()`` counts the body of a loop once, whatever its trip count
+    (checked: a ``scan`` of 100 matmuls reports the flops of one), so for a training
+    program, which is loops in loops, it is off by orders of magnitude. This walks the
+    jaxpr instead and multiplies a ``scan`` body by its length: ``dot_general`` is
+    ``2 x batch x M x N x K``; elementwise arithmetic one per output element, reductions
+    one per input element (as XLA counts them); a ``cond`` counts its most expensive
+    branch; random-number generation, data movement, comparisons and selects count 0. A
+    ``while`` loop of unknown trip count raises. ``tests/test_benchmarks.py`` checks the
+    count against XLA's on a loop-free program.
+    """
+    closed = jax.make_jaxpr(fn)(*args)
+    flops = _jaxpr_flops(closed.jaxpr)
+    return {"flops": flops[0], "matmul_flops": flops[1]}
+
+
+def _jaxpr_flops(jaxpr: Any) -> tuple[float, float]:
+    total = matmul = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            k = math.prod(lhs[d] for d in contract)
+            flops = 2.0 * math.prod(eqn.outvars[0].aval.shape) * k
+            total, matmul = total + flops, matmul + flops
+        elif name in ELEMENTWISE_FLOPS:
+            total += math.prod(eqn.outvars[0].aval.shape)
+        elif name in REDUCTION_FLOPS:
+            total += math.prod(eqn.invars[0].aval.shape)
+        elif name == "scan":
+            body = _jaxpr_flops(eqn.params["jaxpr"].jaxpr)
+            total += eqn.params["length"] * body[0]
+            matmul += eqn.params["length"] * body[1]
+        elif name == "cond":
+            branch = max(_jaxpr_flops(b.jaxpr) for b in eqn.params["branches"])
+            total, matmul = total + branch[0], matmul + branch[1]
+        elif name == "while":
+            raise ValueError("flop_count: a while loop of unknown trip count")
+        else:
+            for value in eqn.params.values():  # jit, custom_jvp/vjp calls, remat...
+                sub = getattr(value, "jaxpr", value)
+                if hasattr(sub, "eqns"):
+                    inner = _jaxpr_flops(sub)
+                    total, matmul = total + inner[0], matmul + inner[1]
+    return total, matmul
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """The machine's measured float32 matmul rate: ``[size, size] @ [size, size]``
+    (``2 size^3`` flops) jitted, best of ``repeats`` timed calls after a warm-up.
+    The reference the training programs' achieved FLOP/s are compared with."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    jax.block_until_ready(matmul(a))
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(matmul(a))
+        best = min(best, time.perf_counter() - start)
+    return {"size": size, "seconds": best, "flops_per_s": 2.0 * size**3 / best}

@@ -6,8 +6,12 @@ the same envs stepped with uniformly random actions for the same number of steps
 network, no update), compiled and timed the same way; ``train_sps / env_sps`` says how
 much of the ceiling training reaches. Also records XLA's memory analysis of each compiled
 training program (``train.memory.temp_bytes``: the rollout, batch and activations held
-during a run). Writes JSON (with jax version, backend, device and CPU count) and a PNG of
-steps/s against the number of parallel seeds and envs.
+during a run), and its arithmetic: the floating-point operations of one call (counted on
+the jaxpr by ``bench_util.flop_count``, since XLA's cost analysis counts a loop body once),
+the FLOP/s the run achieved, and that as a fraction of this machine's measured float32
+matmul rate (``bench_util.matmul_peak``, a 2048 x 2048 matmul: the hardware limit the
+program is compared with). Writes JSON (with jax version, backend, device and CPU count)
+and a PNG of steps/s against the number of parallel seeds and envs.
 
     python benchmarks/throughput.py [--quick] [--repeats 3] [--out benchmarks/results]
 """
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-from bench_util import machine, time_compiled, write_json
+from bench_util import flop_count, machine, matmul_peak, time_compiled, write_json
 
 from purejaxppo import PPOConfig, VecEnv, make_env, make_train
 
@@ -108,7 +112,7 @@ def make_random_rollout(config: PPOConfig):
     return run
 
 
-def measure(case: Case, repeats: int) -> dict[str, Any]:
+def measure(case: Case, repeats: int, peak_flops_per_s: float) -> dict[str, Any]:
     keys = jax.random.split(jax.random.key(0), case.seeds)
     steps = case.seeds * case.config.trained_timesteps
     on_update = (lambda metrics: None) if case.on_update else None
@@ -119,6 +123,8 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
     )
     train_sps = steps / train["run_s_median"]
     env_sps = steps / floor["run_s_median"]
+    flops = flop_count(train_fn, keys)
+    achieved = flops["flops"] / train["run_s_median"]
     return {
         "case": case.name,
         "env_name": case.config.env_name,
@@ -132,6 +138,10 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
         "train_sps": train_sps,
         "env_sps": env_sps,
         "train_over_env": train_sps / env_sps,
+        "train_flops": flops["flops"],
+        "train_matmul_flops": flops["matmul_flops"],
+        "train_flops_per_s": achieved,
+        "fraction_of_matmul_peak": achieved / peak_flops_per_s,
         "config": case.config.to_dict(),
     }
 
@@ -194,21 +204,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
 
+    peak = matmul_peak()
+    print(f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s (float32, 2048 x 2048)")
     results = []
     for case in cases(args.quick):
-        result = measure(case, args.repeats)
+        result = measure(case, args.repeats, peak["flops_per_s"])
         results.append(result)
         print(
             f"{case.name:28s} compile {result['train']['compile_s']:6.1f} s  "
             f"run {result['train']['run_s_median']:7.2f} s  train {result['train_sps']:>12,.0f} "
             f"sps  env-only {result['env_sps']:>12,.0f} sps  ratio {result['train_over_env']:.3f}"
-            f"  temp memory {_megabytes(result['train']['memory'])}",
+            f"  temp memory {_megabytes(result['train']['memory'])}  "
+            f"{result['train_flops_per_s'] / 1e9:.1f} GFLOP/s "
+            f"({100 * result['fraction_of_matmul_peak']:.0f}% of matmul peak)",
             flush=True,
         )
     report = {
         "machine": machine(),
         "repeats": args.repeats,
         "quick": args.quick,
+        "matmul_peak": peak,
         "results": results,
     }
     stem = f"throughput_{jax.default_backend()}" + ("_quick" if args.quick else "")

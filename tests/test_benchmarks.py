@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import load_script
 
-from purejaxppo import PPOConfig
+from purejaxppo import LossCoefficients, PPOConfig, make_trainer, ppo_loss_terms
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -30,9 +31,44 @@ def test_throughput_quick(tmp_path):
         assert result["train_sps"] > 0 and result["env_sps"] > 0
         assert result["train_over_env"] == result["train_sps"] / result["env_sps"]
         assert result["train"]["memory"]["temp_bytes"] > 0  # XLA's analysis of the program
+        assert result["train_flops"] >= result["train_matmul_flops"] > 0
+        assert (
+            result["train_flops_per_s"] == result["train_flops"] / result["train"]["run_s_median"]
+        )
+        peak = written["matmul_peak"]["flops_per_s"]
+        assert result["fraction_of_matmul_peak"] == pytest.approx(
+            result["train_flops_per_s"] / peak
+        )
         config = PPOConfig.from_dict(result["config"])  # the JSON round-trips to a config
         assert result["env_steps"] == result["seeds"] * config.trained_timesteps
     assert (tmp_path / "throughput_cpu_quick.png").stat().st_size > 1000
+
+
+def test_flop_count_agrees_with_xla_without_loops_and_multiplies_scan_bodies():
+    """XLA's cost analysis is the reference where it is right (a program without loops:
+    one PPO gradient on a batch); a scan's body counts once per iteration."""
+    bench_util = load("bench_util")
+    trainer = make_trainer(PPOConfig(num_envs=4, num_steps=32, num_minibatches=1))
+    state = trainer.init(jax.random.key(0))
+    batch = trainer.make_batch(*trainer.collect(state))
+    train_state = state.runner.train_state
+    coefficients = LossCoefficients(0.2, 0.5, 0.01, 1.0)
+
+    def gradient(params, batch):
+        return jax.grad(lambda p: ppo_loss_terms(p, train_state.apply_fn, batch, coefficients)[0])(
+            params
+        )
+
+    ours = bench_util.flop_count(gradient, train_state.params, batch)
+    xla = jax.jit(gradient).lower(train_state.params, batch).compile().cost_analysis()
+    xla = xla[0] if isinstance(xla, list) else xla
+    assert ours["flops"] == pytest.approx(xla["flops"], rel=0.05)
+
+    def repeated(x):
+        return jax.lax.scan(lambda c, _: (jnp.tanh(c @ x), None), x, None, length=10)[0]
+
+    counted = bench_util.flop_count(repeated, jnp.ones((8, 8)))
+    assert counted == {"flops": 10 * (2 * 8**3 + 8 * 8), "matmul_flops": 10 * 2 * 8**3}
 
 
 def test_grad_clip_quick(tmp_path):

@@ -1,5 +1,10 @@
 """make_train: shapes, one trace, determinism, vmap over seeds and hyperparameters."""
 
+import json
+import os
+import subprocess
+import sys
+
 import distrax
 import jax
 import jax.numpy as jnp
@@ -43,6 +48,38 @@ def tiny_train():
 @pytest.fixture(scope="module")
 def tiny_out(tiny_train):
     return tiny_train(jax.random.key(0))
+
+
+_AT_DEFAULT_LEVEL = """
+import json, os, sys
+assert "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
+import jax
+import numpy as np
+from purejaxppo import PPOConfig, make_train
+config = PPOConfig.from_dict(json.loads(sys.argv[1]))
+out = jax.jit(make_train(config))(jax.random.key(0))
+np.savez(sys.argv[2], *[np.asarray(leaf) for leaf in jax.tree.leaves(out)])
+"""
+
+
+def test_the_suites_optimisation_level_changes_results_only_by_rounding(tiny_out, tmp_path):
+    """conftest.py compiles the suite at XLA's backend optimisation level 1; a run at the
+    default level (a fresh process without the flag and without the compilation cache)
+    gives the same results up to float rounding (LLVM vectorises some reductions
+    differently, as two CPUs with different vector units do)."""
+    assert "--xla_backend_optimization_level=1" in os.environ["XLA_FLAGS"]
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = env["XLA_FLAGS"].replace("--xla_backend_optimization_level=1", "")
+    saved = tmp_path / "default_level.npz"
+    config = json.dumps(TINY.to_dict())
+    subprocess.run(
+        [sys.executable, "-c", _AT_DEFAULT_LEVEL, config, str(saved)], env=env, check=True
+    )
+    default = np.load(saved)
+    leaves = jax.tree.leaves(tiny_out)
+    assert len(default.files) == len(leaves)
+    for i, leaf in enumerate(leaves):
+        np.testing.assert_allclose(default[f"arr_{i}"], np.asarray(leaf), rtol=1e-4, atol=1e-6)
 
 
 def test_output_structure_and_shapes(tiny_out):
