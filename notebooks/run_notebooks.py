@@ -44,11 +44,20 @@ QUICK_VARIABLE = "PUREJAXPPO_NOTEBOOK_QUICK"
 INSTALL_VARIABLE = "PUREJAXPPO_PIP"  # the install cell's source: never used by these runs
 STAMP_KEY = "purejaxppo_run"
 
-# Runs in the kernel before the notebook's first cell: every pyplot figure the notebook
-# creates is remembered (matplotlib's figure.hooks), so that the last cell can check them
-# all after the inline backend has shown and closed them.
+# Runs in the kernel before the notebook's first cell: with PUREJAXPPO_COMPILE_CACHE set,
+# the persistent compilation cache is on (programs another notebook, test or run compiled
+# are loaded, not compiled); and every pyplot figure the notebook creates is remembered
+# (matplotlib's figure.hooks), so that the last cell can check them all after the inline
+# backend has shown and closed them.
 _FIGURE_CHECK = """
+import os
+
 import matplotlib
+
+if os.environ.get("PUREJAXPPO_COMPILE_CACHE"):  # the test suite's (see tests/conftest.py)
+    from purejaxppo.compile_cache import enable_compile_cache
+
+    enable_compile_cache(min_compile_time_s=0.25)
 
 _purejaxppo_figures = []
 matplotlib.rcParams["figure.hooks"] = ["__main__:_purejaxppo_figures.append"]

@@ -260,15 +260,18 @@ def make_trainer(
         )
         return TrainerState(runner, state.hyperparams, update_index), metrics
 
+    # jitted, so that calling them eagerly (a notebook, a test) is one compiled program
+    # each rather than hundreds of op-by-op dispatches; inside a caller's jit they inline.
+    # run uses the plain functions and is the caller's to jit (num_updates is static).
     return Trainer(
         config=config,
         vec_env=vec_env,
         network=network,
-        init=init,
+        init=jax.jit(init),
         run=run,
-        collect=collect,
-        make_batch=make_batch,
-        learn=learn,
+        collect=jax.jit(collect),
+        make_batch=jax.jit(make_batch),
+        learn=jax.jit(learn),
     )
 
 
