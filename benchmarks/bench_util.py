@@ -33,8 +33,10 @@ def time_compiled(
 ) -> tuple[Any, dict[str, Any]]:
     """Compile ``jax.jit(fn)`` for ``args`` ahead of time, then time ``repeats`` calls
     (after one untimed warm-up call if ``warmup``). Returns the last call's output and
-    ``{"compile_s", "run_s": [per call], "run_s_median", "memory"}`` (see :func:`memory`)."""
-    compiled, compile_s = _compile(fn, args)
+    ``{"compile_s", "compile_stages", "run_s": [per call], "run_s_median", "memory"}``:
+    ``compile_s`` is everything before the first call (trace, lower, XLA's compilation;
+    ``compile_stages`` splits it, see :func:`compile_stages`), ``memory`` see :func:`memory`."""
+    compiled, stages = compile_stages(fn, args)
     if warmup:
         jax.block_until_ready(compiled(*args))
     run_s = []
@@ -43,7 +45,8 @@ def time_compiled(
         output = jax.block_until_ready(compiled(*args))
         run_s.append(time.perf_counter() - start)
     timing = {
-        "compile_s": compile_s,
+        "compile_s": stages["startup"],  # trace + lower + XLA's compilation
+        "compile_stages": stages,
         "run_s": run_s,
         "run_s_median": statistics.median(run_s),
         "memory": memory(compiled),
@@ -66,18 +69,36 @@ def memory(compiled: Any) -> dict[str, int] | None:
 
 
 def time_compiled_interleaved(
-    calls: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]], repeats: int
+    calls: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]],
+    repeats: int,
+    compile_repeats: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Like :func:`time_compiled` for several ``name -> (fn, args)`` at once, with one
     warm-up call each, but the timed calls alternate between them (round ``r`` runs them
     in order, reversed on odd rounds), so that a machine getting slower or faster during
-    the measurement affects all alike. Returns ``{name: timing}``."""
-    compiled, timings = {}, {}
-    for name, (fn, args) in calls.items():
-        compiled[name], compile_s = _compile(fn, args)
-        timings[name] = {"compile_s": compile_s, "run_s": []}
-        jax.block_until_ready(compiled[name](*args))
+    the measurement affects all alike. Compilation is measured the same way:
+    ``compile_repeats`` rounds, each from scratch (``jax.clear_caches()``), split into
+    tracing, lowering to StableHLO and XLA's compilation (:func:`compile_stages`).
+    Returns ``{name: timing}`` with ``compile_s`` (the median of the rounds' XLA
+    compilations), ``trace_s``, ``lower_s``, ``startup_s`` (the median of the rounds'
+    trace + lower + compile: what a user waits for before the first step) and their
+    per-round lists under ``compile_rounds``."""
+    compiled: dict[str, Any] = {}
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in calls}
     names = list(calls)
+    for round_index in range(compile_repeats):
+        for name in names if round_index % 2 == 0 else reversed(names):
+            jax.clear_caches()
+            compiled[name], stages = compile_stages(*calls[name])
+            rounds[name].append(stages)
+    timings = {}
+    for name in names:
+        stage_medians = {
+            f"{stage}_s": statistics.median(r[stage] for r in rounds[name])
+            for stage in ("trace", "lower", "compile", "startup")
+        }
+        timings[name] = {**stage_medians, "compile_rounds": rounds[name], "run_s": []}
+        jax.block_until_ready(compiled[name](*calls[name][1]))
     for round_index in range(repeats):
         for name in names if round_index % 2 == 0 else reversed(names):
             args = calls[name][1]
@@ -89,11 +110,24 @@ def time_compiled_interleaved(
     return timings
 
 
-def _compile(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, float]:
-    """``jax.jit(fn)`` compiled ahead of time for ``args``, and the seconds it took."""
+def compile_stages(fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, dict[str, float]]:
+    """``jax.jit(fn)`` compiled ahead of time for ``args``, and the seconds of each stage
+    (``jax.stages``): ``trace`` (Python to jaxpr), ``lower`` (jaxpr to StableHLO),
+    ``compile`` (XLA), and their sum ``startup``."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - start
+    traced = jax.jit(fn).trace(*args)
+    traced_at = time.perf_counter()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
+    done = time.perf_counter()
+    stages = {
+        "trace": traced_at - start,
+        "lower": lowered_at - traced_at,
+        "compile": done - lowered_at,
+        "startup": done - start,
+    }
+    return compiled, stages
 
 
 def write_json(out: Path, stem: str, report: Any, default: Callable | None = None) -> Path:

@@ -45,7 +45,7 @@ from purejaxppo.train import (
     make_trainer,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ActorCritic",

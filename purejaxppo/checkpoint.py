@@ -25,7 +25,8 @@ from purejaxppo.train import Trainer, TrainerState
 
 # 2: the update counter is one shared scalar for a batch of runs; normalisation counts
 # are float64; the runner holds the evaluation's key stream.
-FORMAT_VERSION = 2
+# 3: Adam's moments are one flat vector over all parameters (optax.flatten).
+FORMAT_VERSION = 3
 MANIFEST = "manifest.json"
 
 

@@ -282,6 +282,7 @@ def resolve_config(args: argparse.Namespace) -> Any:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    command_start = time.perf_counter()
     import jax
     import numpy as np
 
@@ -318,6 +319,7 @@ def train_command(args: argparse.Namespace) -> int:
     if not args.no_progress:
         progress = ProgressBar(config.num_updates, f"PPO {config.env_name}")
     start = time.perf_counter()
+    startup_s = start - command_start  # imports, config, compilation (or cache loads), init
     chunks: list[dict[str, jax.Array]] = []
     for length in lengths:
         state, chunk = runs[length](state)  # dispatched: runs while the host reports
@@ -347,6 +349,7 @@ def train_command(args: argparse.Namespace) -> int:
         "trained_timesteps": config.trained_timesteps,
         "final_return": scores.tolist(),
         "summary": summary._asdict() if summary else None,
+        "startup_s": startup_s,
         "compile_s": compile_s,
         "run_s": run_s,
         "env_steps_per_s": sps,

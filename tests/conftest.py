@@ -19,6 +19,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -66,11 +67,20 @@ class ConstantRewardEnv(environment.Environment):
 
 
 def tree_equal(a, b) -> bool:
-    """Bit-for-bit equality of two pytrees (NaN equals NaN)."""
+    """Bit-for-bit equality of two pytrees (NaN equals NaN), compared in NumPy on the host
+    (no program to compile per leaf shape, as ``jnp.array_equal`` would)."""
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     return len(leaves_a) == len(leaves_b) and all(
-        bool(jnp.array_equal(x, y, equal_nan=True)) for x, y in zip(leaves_a, leaves_b, strict=True)
+        _host(x).dtype == _host(y).dtype and np.array_equal(_host(x), _host(y), equal_nan=True)
+        for x, y in zip(leaves_a, leaves_b, strict=True)
     )
+
+
+def _host(x) -> np.ndarray:
+    """``x`` as a NumPy array; a typed PRNG key as its raw key data."""
+    if hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    return np.asarray(x)
 
 
 def primitive_counts(jaxpr) -> Counter:
