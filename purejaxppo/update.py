@@ -9,7 +9,6 @@ in the optimiser state: they can be annealed, traced and vmapped over without re
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -181,25 +180,10 @@ def _minibatch_step(
     return train_state.apply_gradients(grads=grads), step
 
 
-def minibatch_indices(
-    rng: jax.Array, batch_size: int, num_minibatches: int, num_epochs: int = 1
-) -> jax.Array:
-    """Independent random permutations of ``range(batch_size)``, one per epoch, each split
-    into minibatches: ``[num_epochs, M, batch_size // M]``; ``[e, m]`` holds the samples
-    of minibatch ``m`` of epoch ``e``.
-
-    Each permutation sorts ``range(batch_size)`` by random 32-bit keys, as
-    ``jax.random.permutation`` does, in as many rounds as it would use (one below ~1600
-    samples; ties keep their order), but all epochs from one draw per round: each
-    random-number call is a kernel to compile, per epoch it would be three.
-    """
-    rounds = max(1, math.ceil(3 * math.log(max(batch_size, 1)) / math.log(2**32)))
-    keys = jax.random.split(rng, rounds) if rounds > 1 else rng[None]
-    order = jnp.broadcast_to(jnp.arange(batch_size), (num_epochs, batch_size))
-    for key in keys:
-        sort_keys = jax.random.bits(key, (num_epochs, batch_size), jnp.uint32)
-        _, order = jax.lax.sort_key_val(sort_keys, order, dimension=1)
-    return order.reshape(num_epochs, num_minibatches, batch_size // num_minibatches)
+def minibatch_indices(rng: jax.Array, batch_size: int, num_minibatches: int) -> jax.Array:
+    """A random permutation of ``range(batch_size)`` split into ``[M, batch_size // M]``:
+    row ``m`` holds the samples of minibatch ``m``."""
+    return jax.random.permutation(rng, batch_size).reshape(num_minibatches, -1)
 
 
 def gather_minibatch(batch: Batch, indices: jax.Array) -> Batch:
@@ -226,7 +210,7 @@ def update_policy(
     rng: jax.Array,
 ) -> tuple[TrainState, UpdateInfo]:
     """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``,
-    each epoch on its own shuffle (:func:`minibatch_indices`, all drawn from ``rng``).
+    each epoch on its own shuffle (:func:`minibatch_indices`, from a key split from ``rng``).
 
     With ``config.target_kl`` set, once an epoch's mean exact KL(pi_old || pi) exceeds it
     the remaining steps of this update are skipped (masked with ``lax.cond``, so the
@@ -247,7 +231,8 @@ def update_policy(
 
         return jax.lax.cond(stopped, skip, step, ts, mb)
 
-    def epoch(carry: _EpochCarry, indices: jax.Array) -> tuple[_EpochCarry, StepInfo]:
+    def epoch(carry: _EpochCarry, shuffle_key: jax.Array) -> tuple[_EpochCarry, StepInfo]:
+        indices = minibatch_indices(shuffle_key, batch.obs.shape[0], config.num_minibatches)
         train_state, steps = jax.lax.scan(
             lambda ts, idx: take_or_skip(carry.stopped, ts, gather_minibatch(batch, idx)),
             carry.train_state,
@@ -259,7 +244,9 @@ def update_policy(
             stopped = stopped | (epoch_kl > config.target_kl)
         return _EpochCarry(train_state, stopped), steps
 
-    batch_size, epochs = batch.obs.shape[0], config.update_epochs
-    indices = minibatch_indices(rng, batch_size, config.num_minibatches, epochs)
-    carry, steps = jax.lax.scan(epoch, _EpochCarry(train_state, jnp.bool_(False)), indices)
+    # the epochs' shuffle keys in one split (one random-number kernel instead of one per
+    # epoch); each epoch permutes inside its loop (a [epochs, B] sort up front ran the
+    # whole update 15% slower on CPU, measured in interleaved rounds)
+    shuffle_keys = jax.random.split(rng, config.update_epochs)
+    carry, steps = jax.lax.scan(epoch, _EpochCarry(train_state, jnp.bool_(False)), shuffle_keys)
     return carry.train_state, _summarise(steps, coefficients.clip_eps)

@@ -15,7 +15,6 @@ from purejaxppo.update import (
     clip_eps_at,
     learning_rate_at,
     make_optimizer,
-    minibatch_indices,
     network_of,
 )
 
@@ -121,22 +120,3 @@ def test_running_twice_num_updates_never_ascends_the_gradient():
     final_lr = config.lr / config.num_updates
     np.testing.assert_allclose(lr, [config.lr * (1 - k / 3) for k in range(3)] + [final_lr] * 3)
     np.testing.assert_allclose(clip, [0.2, 0.15, 0.1, 0.1, 0.1, 0.1], rtol=1e-6)
-
-
-def test_one_round_shuffle_is_jax_random_permutation():
-    """One epoch's minibatches are the permutation jax.random.permutation gives for the
-    key it would sort with (it splits its key once, then sorts by random bits)."""
-    key = jax.random.key(3)
-    indices = minibatch_indices(jax.random.split(key)[1], 512, 4)
-    assert indices.shape == (1, 4, 128)
-    np.testing.assert_array_equal(indices.ravel(), jax.random.permutation(key, 512))
-
-
-@pytest.mark.parametrize("batch_size", [8, 5000])  # 5000 samples: two sorting rounds
-def test_every_epoch_gets_its_own_permutation(batch_size):
-    indices = minibatch_indices(jax.random.key(0), batch_size, 4, num_epochs=3)
-    assert indices.shape == (3, 4, batch_size // 4)
-    rows = np.asarray(indices).reshape(3, batch_size)
-    for row in rows:
-        np.testing.assert_array_equal(np.sort(row), np.arange(batch_size))
-    assert len({tuple(row) for row in rows}) == 3
