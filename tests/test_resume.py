@@ -46,8 +46,8 @@ def uninterrupted(trainer, run_chunk):
 
 def test_chunks_equal_one_run_and_make_train(trainer, run_chunk, uninterrupted):
     state, metrics = uninterrupted
-    first, m1 = run_chunk(trainer.init(jax.random.key(0)), 2)
-    second, m2 = run_chunk(first, 4)
+    first, m1 = run_chunk(trainer.init(jax.random.key(0)), 3)  # one program for both chunks
+    second, m2 = run_chunk(first, 3)
     assert int(second.update_index) == 6
     assert tree_equal(second, state)
     assert tree_equal(jax.tree.map(lambda a, b: jnp.concatenate([a, b]), m1, m2), metrics)
@@ -57,7 +57,7 @@ def test_chunks_equal_one_run_and_make_train(trainer, run_chunk, uninterrupted):
 
 def test_collect_then_learn_is_one_step_of_run(trainer, run_chunk, uninterrupted):
     state, metrics = uninterrupted
-    first, _ = run_chunk(trainer.init(jax.random.key(0)), 5)
+    first, _ = run_chunk(trainer.init(jax.random.key(0)), 3)
 
     @jax.jit
     def one_update(state):
@@ -70,10 +70,13 @@ def test_collect_then_learn_is_one_step_of_run(trainer, run_chunk, uninterrupted
         assert batch.policy_params.log_std.shape == (CONFIG.batch_size, 1)
         return trainer.learn(collected, traj, batch)
 
-    last, last_metrics = one_update(first)
+    last, steps = first, []
+    for _ in range(3):  # updates 4, 5 and 6, one at a time
+        last, step_metrics = one_update(last)
+        steps.append(step_metrics)
     assert int(last.update_index) == 6
     assert tree_equal(last, state)
-    assert tree_equal(last_metrics, jax.tree.map(lambda m: m[-1], metrics))
+    assert tree_equal(steps, [jax.tree.map(lambda m, i=i: m[i], metrics) for i in (3, 4, 5)])
 
 
 def test_resume_from_checkpoint_is_bit_identical(tmp_path, trainer, run_chunk, uninterrupted):
