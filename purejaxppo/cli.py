@@ -195,10 +195,22 @@ def _add_compile_cache_flag(parser: argparse.ArgumentParser) -> None:
 
 def _compile_cache(args: argparse.Namespace) -> Any:
     """The persistent compilation cache for a command: its default folder, or off with
-    ``--no-compile-cache``; the caller's settings come back after the command."""
+    ``--no-compile-cache`` or when that folder cannot be created (said on stderr); the
+    caller's settings come back after the command."""
     from purejaxppo.compile_cache import compile_cache_scope, default_cache_dir
 
-    return compile_cache_scope(None if args.no_compile_cache else default_cache_dir())
+    folder = None if args.no_compile_cache else default_cache_dir()
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            print(
+                f"warning: no compilation cache ({error}); set PUREJAXPPO_COMPILE_CACHE to a "
+                "writable folder, or pass --no-compile-cache",
+                file=sys.stderr,
+            )
+            folder = None
+    return compile_cache_scope(folder)
 
 
 TARGET_CHUNKS = 25  # progress reports per run, about

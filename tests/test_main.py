@@ -13,6 +13,7 @@ import yaml
 
 from purejaxppo import PPOConfig, make_trainer
 from purejaxppo.cli import (
+    _compile_cache,
     _field_parser,
     _load_config_file,
     build_parser,
@@ -108,6 +109,18 @@ def test_no_compile_cache_turns_it_off_for_the_command_only(tmp_path, monkeypatc
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["compile_cache"] is None
     assert not (tmp_path / "cache").exists()
     assert jax.config.jax_compilation_cache_dir == before  # the caller's setting is back
+
+
+def test_an_unwritable_cache_folder_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setenv("PUREJAXPPO_COMPILE_CACHE", str(blocker / "cache"))
+    args = build_parser().parse_args(["train"])
+    before = jax.config.jax_compilation_cache_dir
+    with _compile_cache(args) as folder:
+        assert folder is None and jax.config.jax_compilation_cache_dir is None
+    assert jax.config.jax_compilation_cache_dir == before
+    assert "warning: no compilation cache" in capsys.readouterr().err
 
 
 def test_evaluate_a_saved_run(run_dir, capsys):
