@@ -9,7 +9,11 @@ to the first update: config, tracing, compilation or cache loads, init) and ``co
 (the part that compiles or loads the programs). Also the time to import the CLI in a
 fresh process. Writes ``startup_<backend>.json``.
 
-    python benchmarks/startup.py [--rounds 2] [--out benchmarks/results] [-- TRAIN FLAGS...]
+    python benchmarks/startup.py [--rounds 2] [--quick] [--out benchmarks/results]
+        [-- TRAIN FLAGS...]
+
+``--quick`` (the smoke test): one round, cold and warm only, written to
+``startup_<backend>_quick.json``.
 """
 
 from __future__ import annotations
@@ -63,17 +67,20 @@ def import_time() -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="one round, cold and warm only")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("train_flags", nargs="*", help="flags for purejaxppo train (after --)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be a positive integer, got {args.rounds}")
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+    modes = MODES[:2] if args.quick else MODES
+    rounds = 1 if args.quick else args.rounds
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     imports = []
     with tempfile.TemporaryDirectory() as scratch:
-        for round_index in range(args.rounds):
+        for round_index in range(rounds):
             cache = Path(scratch) / f"cache_{round_index}"  # empty: the cold run fills it
-            for mode in MODES:
+            for mode in modes:
                 out = Path(scratch) / f"run_{round_index}_{mode}"
                 runs[mode].append(
                     run_train(args.train_flags, None if mode == "no_cache" else cache, out)
@@ -85,20 +92,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     report = {
         "train_flags": args.train_flags,
-        "rounds": args.rounds,
+        "rounds": rounds,
         "runs": runs,
         "medians": medians,
         "import_cli_s": statistics.median(imports),
         "machine": machine(),
     }
-    for mode in MODES:
+    for mode in modes:
         m = medians[mode]
         print(
             f"{mode:9s} process {m['process_s']:5.1f} s  startup {m['startup_s']:5.2f} s "
             f"(compile or load {m['compile_s']:5.2f} s)  run {m['run_s']:5.2f} s"
         )
     print(f"import purejaxppo.cli: {report['import_cli_s']:.2f} s")
-    stem = f"startup_{jax.default_backend()}"
+    stem = f"startup_{jax.default_backend()}" + ("_quick" if args.quick else "")
     print(f"wrote {write_json(args.out, stem, report)}")
     return report
 
