@@ -6,7 +6,7 @@ import importlib.util
 import os
 import sys
 
-# XLA's CPU backend at optimisation level 1 (LLVM's -O1) instead of 2: a quarter to a third
+# XLA's CPU backend at optimisation level 1 (LLVM's -O1) instead of 2: a sixth to a third
 # less compile time and the same run time on this suite's programs, with results equal up
 # to float rounding, as on another CPU (test_train.py checks against the default level).
 # Set before any backend starts; inherited by the suite's subprocesses and notebook kernels.
