@@ -13,16 +13,22 @@ compares with the published numbers in ``benchmarks/references.json``:
 - ``below``: the whole CI is under the reference.
 
 A verdict reached with more environment steps than the reference used is marked ``*``.
-Writes ``returns_<backend>.json``, one learning-curve PNG per env (mean and 95% CI band
-over seeds against environment steps) and a grid of all of them.
+Writes ``returns_<backend>[_<tag>].json``, one learning-curve PNG per env (mean and 95%
+CI band over seeds against environment steps) and a grid of all of them.
 
-    python benchmarks/returns.py [--quick] [--seeds 16] [--envs CartPole-v1 ...] [--out DIR]
+``--networks mlp gru`` trains every env with each network (the config's ``network``
+replaced, nothing else) and draws them on the same axes: the ablations of the README's
+"Networks on memory and image tasks" (``--tag`` keeps their files apart).
+
+    python benchmarks/returns.py [--quick] [--seeds 16] [--envs CartPole-v1 ...]
+                                 [--networks mlp gru] [--tag NAME] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +56,12 @@ SUITE = (
     "Catch-bsuite",
     "DeepSea-bsuite",
 )
+# The network ablations (``--networks``): envs outside the suite whose point is the network.
+NETWORK_ABLATIONS = {
+    "StatelessCartPole-v1": ("mlp", "gru"),
+    "MemoryChain-bsuite": ("mlp", "gru"),
+    "Breakout-MinAtar": ("mlp", "cnn"),
+}
 CURVE_POINTS = 100  # learning curves are averaged into this many windows of updates
 
 
@@ -112,8 +124,11 @@ def evaluate_env(
     quick: bool = False,
     config_dir: Path = CONFIG_DIR,
     total_timesteps: float | None = None,
+    network: str | None = None,
 ) -> dict[str, Any]:
     config = load_config(env_name, config_dir)
+    if network is not None:
+        config = config.replace(network=network)
     if total_timesteps is not None:
         config = config.replace(total_timesteps=total_timesteps)
     if quick:
@@ -132,6 +147,7 @@ def evaluate_env(
         )
     return {
         "env_name": env_name,
+        "network": config.network,
         "seeds": seeds,
         "trained_timesteps": config.trained_timesteps,
         "final_return": scores.tolist(),
@@ -148,13 +164,18 @@ def evaluate_env(
 def table(results: list[dict[str, Any]]) -> str:
     """The comparison as a Markdown table: one row per (env, reference)."""
     lines = [
-        "| env | steps | ours: mean [95% CI] | IQM | reference | ref. steps | verdict | source |",
-        "|---|---:|---|---:|---:|---:|---|---|",
+        "| env | network | steps | ours: mean [95% CI] | IQM | reference | ref. steps | verdict "
+        "| source |",
+        "|---|---|---:|---|---:|---:|---:|---|---|",
     ]
     for result in results:
         s = result["summary"]
         ours = f"{s['mean']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]"
-        head = f"| {result['env_name']} | {result['trained_timesteps']:,} | {ours} | {s['iqm']:.1f}"
+        network = result.get("network", "mlp")
+        head = (
+            f"| {result['env_name']} | {network} | {result['trained_timesteps']:,} | {ours} "
+            f"| {s['iqm']:.1f}"
+        )
         if not result["references"]:
             lines.append(f"{head} | - | - | no published reference | - |")
         for ref in result["references"]:
@@ -167,14 +188,18 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curve(ax, result: dict[str, Any]) -> None:
-    """The env's learning curve with its references as dashed lines."""
+def plot_curve(ax, group: list[dict[str, Any]]) -> None:
+    """An env's learning curves (one per network trained) with its references as dashed
+    lines."""
+    result = group[0]
     title = f"{result['env_name']} ({result['trained_timesteps']:,} steps)"
-    draw_curve(ax, result["curve"], result["seeds"], title)
+    for i, run in enumerate(group):
+        label = run.get("network", "mlp") if len(group) > 1 else None
+        draw_curve(ax, run["curve"], run["seeds"], title, color=f"C{i}", label=label)
     for i, ref in enumerate(result["references"]):
         ax.axhline(
             ref["return"],
-            color=f"C{i + 1}",
+            color=f"C{i + len(group)}",
             ls="--",
             lw=1,
             label=f"{ref['label']} at {format_steps(ref['timesteps'])} steps",
@@ -189,21 +214,23 @@ def plot(report: dict[str, Any], out: Path, suffix: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    results = report["results"]
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for result in report["results"]:
+        groups.setdefault(result["env_name"], []).append(result)
     curves = out / "curves"
     curves.mkdir(parents=True, exist_ok=True)
-    for result in results:
+    for env_name, group in groups.items():
         fig, ax = plt.subplots(figsize=(6, 4))
-        plot_curve(ax, result)
+        plot_curve(ax, group)
         fig.tight_layout()
-        fig.savefig(curves / f"{result['env_name']}{suffix}.png", dpi=110)
+        fig.savefig(curves / f"{env_name}{suffix}.png", dpi=110)
         plt.close(fig)
-    columns = min(4, len(results))
-    rows = -(-len(results) // columns)
+    columns = min(4, len(groups))
+    rows = -(-len(groups) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.4 * rows), squeeze=False)
-    for ax, result in zip(axes.flat, results, strict=False):
-        plot_curve(ax, result)
-    for ax in list(axes.flat)[len(results) :]:
+    for ax, group in zip(axes.flat, groups.values(), strict=False):
+        plot_curve(ax, group)
+    for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
     fig.suptitle(
         f"PPO learning curves, {report['seeds']} seeds per env ({report['machine']['device']})"
@@ -221,6 +248,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--total-timesteps", type=float, help="override every config's budget (e.g. 1e6)"
     )
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        metavar="NETWORK",
+        help="train every env with each of these networks (default: the config's)",
+    )
+    parser.add_argument("--tag", help="appended to the output file names")
     parser.add_argument("--config-dir", type=Path, default=CONFIG_DIR)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
@@ -241,20 +275,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     results = []
     for env_name in args.envs:
-        result = evaluate_env(
-            env_name, args.seeds, args.quick, args.config_dir, args.total_timesteps
-        )
-        results.append(result)
-        s = result["summary"]
-        print(
-            f"{env_name:26s} {result['trained_timesteps']:>11,} steps x {args.seeds} seeds: "
-            f"mean {s['mean']:8.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}] IQM {s['iqm']:8.1f}"
-            f"  compile {result['compile_s']:5.1f} s  run {result['run_s']:7.1f} s",
-            flush=True,
-        )
+        for network in args.networks or [None]:
+            result = evaluate_env(
+                env_name, args.seeds, args.quick, args.config_dir, args.total_timesteps, network
+            )
+            results.append(result)
+            s = result["summary"]
+            print(
+                f"{env_name:22s} {result['network']:5s} {result['trained_timesteps']:>11,} steps "
+                f"x {args.seeds} seeds: mean {s['mean']:8.1f} [{s['ci_low']:.1f}, "
+                f"{s['ci_high']:.1f}] IQM {s['iqm']:8.1f}  compile {result['compile_s']:5.1f} s"
+                f"  run {result['run_s']:7.1f} s",
+                flush=True,
+            )
     print(table(results))
-    report = {"machine": machine(), "seeds": args.seeds, "quick": args.quick, "results": results}
-    suffix = f"_{jax.default_backend()}" + ("_quick" if args.quick else "")
+    report = {
+        "machine": machine(),
+        "seeds": args.seeds,
+        "quick": args.quick,
+        "command": " ".join(["python benchmarks/returns.py", *(argv or sys.argv[1:])]),
+        "results": results,
+    }
+    suffix = f"_{jax.default_backend()}" + (f"_{args.tag}" if args.tag else "")
+    suffix += "_quick" if args.quick else ""
     write_json(args.out, f"returns{suffix}", report)
     (args.out / f"returns{suffix}.md").write_text(table(results) + "\n")
     plot(report, args.out, suffix)

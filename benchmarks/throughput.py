@@ -13,7 +13,11 @@ matmul rate (``bench_util.matmul_peak``, a 2048 x 2048 matmul: the hardware limi
 program is compared with). Writes JSON (with jax version, backend, device and CPU count)
 and a PNG of steps/s against the number of parallel seeds and envs.
 
-    python benchmarks/throughput.py [--quick] [--repeats 3] [--out benchmarks/results]
+``--cases NAME ... --tag T`` measures some cases only (the networks' costs:
+``breakout_minatar_64x128_cnn``, ``stateless_cartpole_16x128_seeds8_{mlp,gru,lstm}``).
+
+    python benchmarks/throughput.py [--quick] [--repeats 3] [--cases NAME ...] [--tag T]
+                                    [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -41,10 +45,27 @@ def cases(quick: bool) -> list[Case]:
     if quick:  # one discrete single-seed case, one continuous vmapped-seeds case with on_update
         tiny = cartpole.replace(total_timesteps=4 * 128 * 4)
         pendulum = tiny.replace(env_name="Pendulum-v1", num_envs=16, total_timesteps=16 * 128 * 2)
+        pendulum = pendulum.replace(network="gru", rnn_hidden_size=16)  # the recurrent path
         return [
             Case("cartpole_4x128_seeds1", tiny, 1),
-            Case("pendulum_16x128_seeds2_on_update", pendulum, 2, on_update=True),
+            Case("pendulum_16x128_seeds2_on_update_gru", pendulum, 2, on_update=True),
         ]
+    # the networks' cost: the same env and sizes, only the network differs
+    stateless = PPOConfig(
+        env_name="StatelessCartPole-v1",
+        num_envs=16,
+        num_steps=128,
+        hidden_sizes=(64,),
+        rnn_hidden_size=64,
+        total_timesteps=1_048_576,
+    )
+    breakout = PPOConfig(
+        env_name="Breakout-MinAtar",
+        num_envs=64,
+        num_steps=128,
+        num_minibatches=8,
+        total_timesteps=1_048_576,
+    )
     return [
         Case("cartpole_4x128_seeds1", cartpole, 1),  # PureJaxRL's default config
         Case("cartpole_4x128_seeds1_on_update", cartpole, 1, on_update=True),
@@ -55,17 +76,11 @@ def cases(quick: bool) -> list[Case]:
         Case("cartpole_4x128_seeds64", cartpole.replace(total_timesteps=100_352), 64),
         Case("cartpole_256envs", cartpole.replace(num_envs=256, total_timesteps=2_097_152), 1),
         Case("cartpole_2048envs", cartpole.replace(num_envs=2048, total_timesteps=4_194_304), 1),
-        Case(
-            "breakout_minatar_64x128",
-            PPOConfig(
-                env_name="Breakout-MinAtar",
-                num_envs=64,
-                num_steps=128,
-                num_minibatches=8,
-                total_timesteps=1_048_576,
-            ),
-            1,
-        ),
+        Case("breakout_minatar_64x128", breakout, 1),
+        Case("breakout_minatar_64x128_cnn", breakout.replace(network="cnn"), 1),
+        Case("stateless_cartpole_16x128_seeds8_mlp", stateless, 8),
+        Case("stateless_cartpole_16x128_seeds8_gru", stateless.replace(network="gru"), 8),
+        Case("stateless_cartpole_16x128_seeds8_lstm", stateless.replace(network="lstm"), 8),
         Case(
             "pendulum_16x128",
             PPOConfig(
@@ -200,6 +215,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--cases", nargs="+", metavar="NAME", help="only these cases (default: all)"
+    )
+    parser.add_argument("--tag", help="appended to the output file names")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
@@ -207,7 +226,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak = matmul_peak()
     print(f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s (float32, 2048 x 2048)")
     results = []
-    for case in cases(args.quick):
+    chosen = cases(args.quick)
+    if args.cases:
+        unknown = set(args.cases) - {case.name for case in chosen}
+        if unknown:
+            parser.error(f"unknown --cases {sorted(unknown)}; known: {[c.name for c in chosen]}")
+        chosen = [case for case in chosen if case.name in args.cases]
+    for case in chosen:
         result = measure(case, args.repeats, peak["flops_per_s"])
         results.append(result)
         print(
@@ -226,7 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "matmul_peak": peak,
         "results": results,
     }
-    stem = f"throughput_{jax.default_backend()}" + ("_quick" if args.quick else "")
+    stem = f"throughput_{jax.default_backend()}" + (f"_{args.tag}" if args.tag else "")
+    stem += "_quick" if args.quick else ""
     write_json(args.out, stem, report, default=float)
     plot(results, args.out / f"{stem}.png")
     print(f"wrote {args.out / stem}.json and .png")

@@ -16,7 +16,7 @@ from purejaxppo.envs import (
     make_env,
     offline_env_names,
 )
-from purejaxppo.evaluate import EvalResult, evaluate, make_policy
+from purejaxppo.evaluate import EvalResult, Policy, evaluate, make_policy
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import (
     Batch,
@@ -34,7 +34,14 @@ from purejaxppo.losses import (
     summarize_loss_terms,
     value_loss,
 )
-from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
+from purejaxppo.networks import (
+    ActorCritic,
+    CNNActorCritic,
+    NetworkOutput,
+    PolicyParams,
+    RecurrentActorCritic,
+    make_distribution,
+)
 from purejaxppo.rollout import Transition
 from purejaxppo.train import (
     Trainer,
@@ -45,20 +52,24 @@ from purejaxppo.train import (
     make_trainer,
 )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "ActorCritic",
     "Batch",
+    "CNNActorCritic",
     "CheckpointError",
     "EnvDraws",
     "EvalResult",
     "LossCoefficients",
     "LossInfo",
     "LossTerms",
+    "NetworkOutput",
     "PPOConfig",
     "PPOHyperparams",
+    "Policy",
     "PolicyParams",
+    "RecurrentActorCritic",
     "RunningMeanStd",
     "TrainOutput",
     "Trainer",

@@ -26,7 +26,9 @@ from purejaxppo.train import Trainer, TrainerState
 # 2: the update counter is one shared scalar for a batch of runs; normalisation counts
 # are float64; the runner holds the evaluation's key stream.
 # 3: Adam's moments are one flat vector over all parameters (optax.flatten).
-FORMAT_VERSION = 3
+# 4: the runner holds the network's carry and the envs' episode-start flags (recurrent
+# networks); a feed-forward network's carry is empty.
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 
 

@@ -22,6 +22,8 @@ import numpy as np
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "silu")
 POLICY_OBJECTIVES = ("clip", "kl_penalty", "kl_fixed", "unclipped")
 GRAD_CLIPS = ("global", "per_network")
+NETWORKS = ("mlp", "cnn", "gru", "lstm")
+RECURRENT_NETWORKS = ("gru", "lstm")
 
 # PureJaxRL keys that do not map one-to-one onto a field (after lower-casing).
 _PUREJAXRL_ALIASES: dict[str, tuple[str, ...]] = {
@@ -90,7 +92,15 @@ class PPOConfig:
       policy's clip range, ``clip_eps``, following its schedule (``clip_eps_final``); a
       number must be finite and > 0 and stays constant.
 
-    Neither is a traced hyperparameter: :meth:`hyperparams` does not include them.
+    - ``network``: the built-in network, one of :data:`NETWORKS`: ``"mlp"`` (separate
+      actor and critic MLPs of ``hidden_sizes``), ``"cnn"`` (a conv torso for image
+      observations, then MLP heads), ``"gru"`` / ``"lstm"`` (recurrent: an embedding, a
+      cell of ``rnn_hidden_size`` units, then MLP heads). A recurrent network trains on
+      whole rollouts of each env, so its minibatches split the envs: ``num_envs`` must
+      be divisible by ``num_minibatches``. ``make_train(config, network=...)`` takes
+      your own module instead.
+
+    None of these is a traced hyperparameter: :meth:`hyperparams` does not include them.
     """
 
     env_name: str = "CartPole-v1"
@@ -125,6 +135,8 @@ class PPOConfig:
     eval_episodes: int = 16
     grad_clip: str = "global"
     value_clip_eps: float | None = None
+    network: str = "mlp"
+    rnn_hidden_size: int = 128
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -136,6 +148,7 @@ class PPOConfig:
             "update_epochs",
             "num_minibatches",
             "eval_episodes",
+            "rnn_hidden_size",
         ):
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         if self.eval_every is not None:
@@ -178,6 +191,12 @@ class PPOConfig:
 
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.network not in NETWORKS:
+            raise ValueError(
+                f"network must be one of {NETWORKS}{_suggest(str(self.network), list(NETWORKS))}"
+                f", got {self.network!r} (or pass your own module: make_train(config, "
+                "network=...))"
+            )
         if self.grad_clip not in GRAD_CLIPS:
             raise ValueError(f"grad_clip must be one of {GRAD_CLIPS}, got {self.grad_clip!r}")
         sizes = self.hidden_sizes
@@ -205,6 +224,8 @@ class PPOConfig:
                 f" must be divisible by num_minibatches = {self.num_minibatches}; "
                 f"valid num_minibatches include {divisors}"
             )
+        if self.network in RECURRENT_NETWORKS:
+            check_sequence_minibatches(self.num_envs, self.num_minibatches, self.network)
         if self.total_timesteps < self.batch_size:
             raise ValueError(
                 f"total_timesteps = {self.total_timesteps} is smaller than one batch "
@@ -279,6 +300,18 @@ class PPOConfig:
                     f"num_minibatches); remove it or change those fields"
                 )
         return built
+
+
+def check_sequence_minibatches(num_envs: int, num_minibatches: int, network: str) -> None:
+    """A recurrent network's minibatches are whole env sequences: ``ValueError`` unless
+    ``num_envs`` is divisible by ``num_minibatches``."""
+    if num_envs % num_minibatches:
+        divisors = [d for d in range(1, num_envs + 1) if num_envs % d == 0]
+        raise ValueError(
+            f"network {network!r} is recurrent: its minibatches split the envs (whole "
+            f"rollouts of {num_envs} envs), so num_envs = {num_envs} must be divisible by "
+            f"num_minibatches = {num_minibatches}; valid num_minibatches: {divisors}"
+        )
 
 
 def map_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import spaces
+from gymnax.environments.classic_control.cartpole import CartPole
 from gymnax.environments.environment import Environment
 
 from purejaxppo import counters
@@ -51,9 +52,37 @@ _STD_EPS = 1e-8
 MAX_RESET_DRAW_BYTES = 8 * 2**20
 
 
+class StatelessCartPole(CartPole):
+    """CartPole-v1 with the two velocities removed from the observation, which is
+    ``(x, theta)``: a partially observed task (POPGym's StatelessCartPole). The
+    velocities must be inferred from successive observations, which a feed-forward
+    policy cannot do; dynamics, rewards, termination and the 500-step limit are
+    CartPole-v1's."""
+
+    def get_obs(self, state: Any, params: Any = None, key: Any = None) -> jax.Array:
+        return jnp.array([state.x, state.theta])
+
+    def observation_space(self, params: Any) -> spaces.Box:
+        high = jnp.array([params.x_threshold * 2, params.theta_threshold_radians * 2])
+        return spaces.Box(-high, high, (2,), dtype=jnp.float32)
+
+    @property
+    def name(self) -> str:
+        return "StatelessCartPole-v1"
+
+
+# Environments this library adds to gymnax's registry, by name -> constructor.
+EXTRA_ENVS: dict[str, Any] = {
+    "StatelessCartPole-v1": StatelessCartPole,
+    "StatelessCartPole": StatelessCartPole,  # POPGym's name
+}
+
+
 def offline_env_names() -> tuple[str, ...]:
-    """Every registered gymnax environment that can be built without a download."""
-    return tuple(name for name in gymnax.registered_envs if name not in NEEDS_DOWNLOAD)
+    """Every environment name :func:`make_env` takes: gymnax's registered ones that can
+    be built without a download, and this library's own (:data:`EXTRA_ENVS`)."""
+    gymnax_names = (name for name in gymnax.registered_envs if name not in NEEDS_DOWNLOAD)
+    return (*gymnax_names, *EXTRA_ENVS)
 
 
 def make_env(env_name: str, env: Any = None, env_params: Any = None) -> tuple[Any, Any]:
@@ -75,11 +104,15 @@ def make_env(env_name: str, env: Any = None, env_params: Any = None) -> tuple[An
             f"env_name={env_name!r} cannot be used: {NEEDS_DOWNLOAD[env_name]}. "
             "Pass a gymnax Environment with env=... instead."
         )
+    if env_name in EXTRA_ENVS:
+        made_env = EXTRA_ENVS[env_name]()
+        return made_env, made_env.default_params if env_params is None else env_params
     if env_name not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_name, offline_env_names(), n=3, cutoff=0.4)
         hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise ValueError(
-            f"env_name={env_name!r} is not a registered gymnax environment.{hint} "
+            f"env_name={env_name!r} is not a registered environment (gymnax's or this "
+            f"library's).{hint} "
             f"Valid names: {', '.join(offline_env_names())}"
         )
     made_env, default_params = gymnax.make(env_name)

@@ -7,6 +7,7 @@ at the end of training (``TrainOutput.env_state.obs_stats``), exactly as the rol
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -17,7 +18,8 @@ from flax.training.train_state import TrainState
 
 from purejaxppo.config import PPOConfig, as_config
 from purejaxppo.envs import RunningMeanStd, VecEnv, make_env
-from purejaxppo.networks import make_distribution
+from purejaxppo.networks import apply_network, is_recurrent, make_distribution
+from purejaxppo.rollout import first_step_outputs
 from purejaxppo.train import TrainOutput, build_network
 
 
@@ -50,20 +52,30 @@ def _check_obs_stats(config: PPOConfig, obs_stats: RunningMeanStd | None) -> Non
         )
 
 
-def policy_fn(
-    config: PPOConfig, vec_env: VecEnv, params: Any, obs_stats: RunningMeanStd | None
-) -> Callable[[jax.Array, jax.Array | None], jax.Array]:
-    """``act(obs [..., *obs_shape], rng=None) -> env action`` for network ``params``; see
-    :func:`make_policy`."""
+PolicyStep = Callable[[Any, jax.Array, jax.Array, "jax.Array | None"], tuple[jax.Array, Any]]
+
+
+def policy_step_fn(
+    config: PPOConfig,
+    vec_env: VecEnv,
+    network: Any,
+    params: Any,
+    obs_stats: RunningMeanStd | None,
+) -> PolicyStep:
+    """``step(carry, obs [B, *obs_shape], episode_start [B], rng=None) -> (env action
+    [B, ...], carry)`` for network ``params``: one step of the policy on raw observations
+    (normalised with ``obs_stats`` as in training); see :func:`make_policy`."""
     _check_obs_stats(config, obs_stats)
-    network = build_network(config, vec_env)
     spec = vec_env.action_spec
 
-    def act(obs: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+    def step(
+        carry: Any, obs: jax.Array, episode_start: jax.Array, rng: jax.Array | None = None
+    ) -> tuple[jax.Array, Any]:
         obs = jnp.asarray(obs, jnp.float32)
         if config.normalize_obs:
             obs = obs_stats.normalize(obs, config.obs_clip)
-        policy = network.apply(params, obs, method=network.policy_params)
+        out = apply_network(network.apply, params, carry, obs[None], episode_start[None])
+        policy = first_step_outputs(out, obs.shape[0]).policy
         if rng is None:  # deterministic: the distribution's mode
             if spec.discrete:
                 action = jnp.argmax(policy.logits_or_mean, axis=-1)
@@ -73,9 +85,9 @@ def policy_fn(
             action = make_distribution(policy).sample(seed=rng)
         if not spec.discrete:
             action = jnp.clip(action, spec.low, spec.high)
-        return action
+        return action, out.carry
 
-    return act
+    return step
 
 
 # VecEnvs by (env name, env object, env params, size): a VecEnv is a static argument of
@@ -100,30 +112,88 @@ def _vec_env(config: PPOConfig, env: Any, env_params: Any, num_envs: int) -> Vec
     return vec_env
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _act(
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _policy_step(
     config: PPOConfig,
     vec_env: VecEnv,
+    network: Any,
     params: Any,
     obs_stats: RunningMeanStd | None,
+    carry: Any,
     obs: jax.Array,
     rng: jax.Array | None = None,
-) -> jax.Array:
-    return policy_fn(config, vec_env, params, obs_stats)(obs, rng)
+) -> tuple[jax.Array, Any]:
+    step = policy_step_fn(config, vec_env, network, params, obs_stats)
+    return step(carry, obs, jnp.zeros(obs.shape[0], bool), rng)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
 def _evaluate(
     config: PPOConfig,
     vec_env: VecEnv,
+    network: Any,
     max_steps: int,
     deterministic: bool,
     params: Any,
     obs_stats: RunningMeanStd | None,
     rng: jax.Array,
 ) -> EvalResult:
-    act = policy_fn(config, vec_env, params, obs_stats)
-    return run_episodes(vec_env, act, rng, max_steps, deterministic)
+    step = policy_step_fn(config, vec_env, network, params, obs_stats)
+    return run_episodes(
+        vec_env, step, network.initial_carry(vec_env.num_envs), rng, max_steps, deterministic
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Policy:
+    """A trained policy, compiled: ``policy(obs, rng=None) -> action`` for a feed-forward
+    network, ``policy(obs, carry, rng=None) -> (action, carry)`` for a recurrent one
+    (start each episode from ``policy.initial_carry(...)``).
+
+    ``obs``: raw observations, ``[*obs_shape]`` or batched ``[B, *obs_shape]``; the carry
+    matches (``initial_carry()`` for one observation, ``initial_carry(B)`` for ``B``).
+    With ``rng=None`` the action is the policy's mode (argmax of the logits, or the
+    Gaussian mean); with a key it is sampled. Continuous actions are clipped to the
+    action space, as in training.
+    """
+
+    config: PPOConfig
+    vec_env: VecEnv
+    network: Any
+    params: Any
+    obs_stats: RunningMeanStd | None
+    recurrent: bool
+
+    def initial_carry(self, batch_size: int | None = None) -> Any:
+        """The carry to start an episode from: leaves ``[batch_size, ...]``, or without
+        the batch axis for ``None`` (one unbatched observation). ``()`` if feed-forward."""
+        carry = self.network.initial_carry(1 if batch_size is None else batch_size)
+        return carry if batch_size is not None else jax.tree.map(lambda x: x[0], carry)
+
+    def __call__(self, obs: jax.Array, *args: Any, rng: jax.Array | None = None) -> Any:
+        if self.recurrent:
+            if len(args) > 2 or (len(args) == 2 and rng is not None):
+                raise TypeError("a recurrent policy is called as policy(obs, carry, rng=None)")
+            if not args:
+                raise TypeError(
+                    "a recurrent policy is called as policy(obs, carry, rng=None); "
+                    "start from carry = policy.initial_carry() (or initial_carry(B))"
+                )
+            carry, rng = args[0], args[1] if len(args) == 2 else rng
+        else:
+            if len(args) > 1 or (args and rng is not None):
+                raise TypeError("a feed-forward policy is called as policy(obs, rng=None)")
+            carry, rng = (), args[0] if args else rng
+        obs = jnp.asarray(obs)
+        unbatched = obs.ndim == len(self.vec_env.obs_shape)
+        if unbatched:
+            obs, carry = obs[None], jax.tree.map(lambda x: jnp.asarray(x)[None], carry)
+        action, carry = _policy_step(
+            self.config, self.vec_env, self.network, self.params, self.obs_stats, carry, obs, rng
+        )
+        if unbatched:
+            action, carry = action[0], jax.tree.map(lambda x: x[0], carry)
+        return (action, carry) if self.recurrent else action
 
 
 def make_policy(
@@ -132,21 +202,24 @@ def make_policy(
     env: Any = None,
     env_params: Any = None,
     obs_stats: RunningMeanStd | None = None,
-) -> Callable[..., jax.Array]:
-    """A compiled ``act(obs, rng=None) -> action`` for deployment or rendering.
+    network: Any = None,
+) -> Policy:
+    """A compiled :class:`Policy` for deployment or rendering: ``act(obs, rng=None) ->
+    action`` (feed-forward) or ``act(obs, carry, rng=None) -> (action, carry)``
+    (recurrent, from ``act.initial_carry()``).
 
     ``trained``: the ``TrainOutput`` of one seed (or its ``train_state`` / params, with
-    ``obs_stats`` if the config normalises observations). ``obs``: raw observations,
-    ``[*obs_shape]`` or batched ``[B, *obs_shape]``. With ``rng=None`` the action is the
-    policy's mode (argmax of the logits, or the Gaussian mean); with a key it is sampled.
-    Continuous actions are clipped to the action space, as in training. The parameters
-    are an argument of the compiled program, not constants in it: policies of other
-    parameters (checkpoints, seeds) of the same config and env share one compilation.
+    ``obs_stats`` if the config normalises observations). ``network``: the module it was
+    trained with, if not the built-in ``config.network``. The parameters are an argument
+    of the compiled program, not constants in it: policies of other parameters
+    (checkpoints, seeds) of the same config and env share one compilation.
     """
     config = as_config(config)
     params, obs_stats = _params_and_obs_stats(trained, obs_stats)
     _check_obs_stats(config, obs_stats)
-    return functools.partial(_act, config, _vec_env(config, env, env_params, 1), params, obs_stats)
+    vec_env = _vec_env(config, env, env_params, 1)
+    network = build_network(config, vec_env, network)
+    return Policy(config, vec_env, network, params, obs_stats, is_recurrent(network))
 
 
 def evaluate(
@@ -159,12 +232,15 @@ def evaluate(
     env_params: Any = None,
     obs_stats: RunningMeanStd | None = None,
     max_steps: int | None = None,
+    network: Any = None,
 ) -> EvalResult:
     """Run ``num_episodes`` full episodes in parallel; returns their returns and lengths.
 
     Each of ``num_episodes`` envs plays exactly one episode (its first), for at most
     ``max_steps`` steps (default: the env's ``max_steps_in_episode``, where gymnax
-    truncates). Rewards are the raw env rewards, never normalised. Jittable and
+    truncates). A recurrent network's carry is threaded through each episode from its
+    initial carry. ``network``: the module trained, if not the built-in
+    ``config.network``. Rewards are the raw env rewards, never normalised. Jittable and
     vmappable over ``rng`` and over a seed-batched ``trained`` (Python arguments are
     static: close over them). The parameters and statistics are arguments of one
     compiled program per (config, env, episode count, ``max_steps``, ``deterministic``):
@@ -178,18 +254,23 @@ def evaluate(
         max_steps = episode_limit(config.env_name, vec_env.env_params)
     params, obs_stats = _params_and_obs_stats(trained, obs_stats)
     _check_obs_stats(config, obs_stats)
-    return _evaluate(config, vec_env, int(max_steps), bool(deterministic), params, obs_stats, rng)
+    network = build_network(config, vec_env, network)
+    return _evaluate(
+        config, vec_env, network, int(max_steps), bool(deterministic), params, obs_stats, rng
+    )
 
 
 def run_episodes(
     vec_env: VecEnv,
-    act: Callable[[jax.Array, jax.Array | None], jax.Array],
+    step: PolicyStep,
+    carry: Any,
     rng: jax.Array,
     max_steps: int,
     deterministic: bool = True,
 ) -> EvalResult:
-    """Each of ``vec_env.num_envs`` envs plays its first episode with ``act`` (raw
-    observations in, env actions out) for at most ``max_steps`` steps."""
+    """Each of ``vec_env.num_envs`` envs plays its first episode with the policy ``step``
+    (:func:`policy_step_fn`: raw observations in, env actions out, the network's ``carry``
+    threaded through) for at most ``max_steps`` steps."""
     num_episodes = vec_env.num_envs
     reset_key, rng = jax.random.split(rng)
     obs, state = vec_env.reset(reset_key)
@@ -197,18 +278,27 @@ def run_episodes(
     class Carry(NamedTuple):
         obs: jax.Array
         state: Any
+        network_carry: Any
+        episode_start: jax.Array
         finished: jax.Array
         episode_return: jax.Array
         episode_length: jax.Array
 
-    def step(carry: Carry, key: jax.Array) -> tuple[Carry, None]:
+    def env_step(carry: Carry, key: jax.Array) -> tuple[Carry, None]:
         action_key, step_key = jax.random.split(key)
-        action = act(carry.obs, None if deterministic else action_key)
+        action, network_carry = step(
+            carry.network_carry,
+            carry.obs,
+            carry.episode_start,
+            None if deterministic else action_key,
+        )
         transition, state = vec_env.step(step_key, carry.state, action, 1.0)
         running = ~carry.finished
         return Carry(
             obs=transition.obs,
             state=state,
+            network_carry=network_carry,
+            episode_start=transition.done,
             finished=carry.finished | transition.done,
             episode_return=carry.episode_return + jnp.where(running, transition.reward, 0.0),
             episode_length=carry.episode_length + running.astype(jnp.int32),
@@ -217,11 +307,13 @@ def run_episodes(
     start = Carry(
         obs,
         state,
+        carry,
+        jnp.ones(num_episodes, bool),
         jnp.zeros(num_episodes, bool),
         jnp.zeros(num_episodes, jnp.float32),
         jnp.zeros(num_episodes, jnp.int32),
     )
-    final, _ = jax.lax.scan(step, start, jax.random.split(rng, max_steps))
+    final, _ = jax.lax.scan(env_step, start, jax.random.split(rng, max_steps))
     return EvalResult(final.episode_return, final.episode_length)
 
 

@@ -14,12 +14,17 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import POLICY_OBJECTIVES
-from purejaxppo.networks import PolicyParams, make_distribution
+from purejaxppo.networks import PolicyParams, apply_network, make_distribution
 
 
 class Batch(NamedTuple):
-    """Training data, every leaf with leading axis ``[B]`` (or ``[T, N]`` before flattening).
+    """Training data as ``S`` sequences of ``L`` steps: leaves ``[L, S, ...]``.
 
+    A recurrent network trains on whole rollouts (``L = T`` steps of ``S = N`` envs,
+    gradients flowing through time); a feed-forward one on single steps (``L = 1``,
+    ``S = T * N``). Minibatches split the ``S`` axis. ``carry`` (leaves ``[S, ...]``, ``()``
+    when feed-forward) is the network's state before each sequence's first step;
+    ``episode_start`` ``[L, S]`` marks the steps where it resets.
     ``policy_params``, ``log_prob`` and ``value`` are from the policy that collected the
     data; ``advantage`` and ``target`` come from :func:`purejaxppo.compute_gae`.
     """
@@ -31,6 +36,27 @@ class Batch(NamedTuple):
     value: jax.Array
     advantage: jax.Array
     target: jax.Array
+    episode_start: jax.Array
+    carry: Any = ()
+
+    def samples(self) -> Batch:
+        """The per-step fields as one flat ``[L * S]`` batch of samples (``carry`` as it
+        is): what the losses average over."""
+        return self._replace(
+            **{name: flatten_steps(getattr(self, name)) for name in self._fields if name != "carry"}
+        )
+
+
+def flatten_steps(tree: Any) -> Any:
+    """Leaves ``[L, S, ...]`` -> ``[L * S, ...]``; a :class:`PolicyParams`' shared
+    ``[A]`` log-std (fewer axes than its mean) stays as it is."""
+    if isinstance(tree, PolicyParams):
+        mean = tree.logits_or_mean
+        log_std = tree.log_std
+        if log_std is not None and log_std.ndim == mean.ndim:
+            log_std = flatten_steps(log_std)
+        return PolicyParams(flatten_steps(mean), log_std)
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
 
 
 class LossCoefficients(NamedTuple):
@@ -197,13 +223,16 @@ def ppo_loss_terms(
     normalize_advantages_: bool = True,
     clip_value_loss: bool = True,
 ) -> tuple[jax.Array, LossTerms]:
-    """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch ``[B]``,
-    and its :class:`LossTerms` (what :func:`ppo_loss` summarises).
+    """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch, and its
+    :class:`LossTerms` (what :func:`ppo_loss` summarises).
 
-    ``apply_fn(params, obs, method="policy_params_and_value")`` must give the new
-    policy's :class:`PolicyParams` and values (as :class:`ActorCritic` does).
+    ``apply_fn(params, carry, obs, episode_start) -> (carry, PolicyParams, value)`` is a
+    network's ``apply`` (the protocol, :mod:`purejaxppo.networks.protocol`), run over the
+    batch's sequences ``[L, S]``; the loss is a mean over its ``L * S`` samples.
     """
-    new_policy, values = apply_fn(params, batch.obs, method="policy_params_and_value")
+    out = apply_network(apply_fn, params, batch.carry, batch.obs, batch.episode_start)
+    new_policy, values = flatten_steps(out.policy), flatten_steps(out.value)
+    batch = batch.samples()
     pi = make_distribution(new_policy)
     old_pi = make_distribution(batch.policy_params)
     log_ratio = pi.log_prob(batch.action) - batch.log_prob

@@ -16,8 +16,16 @@ def format_steps(value: float) -> str:
     return f"{value:g}"
 
 
-def draw_curve(ax: Any, curve: dict[str, list], seeds: int, title: str) -> None:
-    """Mean over seeds and its 95% band against environment steps on ``ax``.
+def draw_curve(
+    ax: Any,
+    curve: dict[str, list],
+    seeds: int,
+    title: str,
+    color: str = "C0",
+    label: str | None = None,
+) -> None:
+    """Mean over seeds and its 95% band against environment steps on ``ax`` (``label``
+    names the curve in the legend, for several on one axes).
 
     Windows in which no episode ended (long episodes, e.g. Freeway's 2500 steps) are
     skipped rather than drawn as gaps."""
@@ -30,9 +38,10 @@ def draw_curve(ax: Any, curve: dict[str, list], seeds: int, title: str) -> None:
 
     mean, low, high = as_array("mean"), as_array("ci_low"), as_array("ci_high")
     seen = np.isfinite(mean) & np.isfinite(low) & np.isfinite(high)
-    ax.plot(steps[seen], mean[seen], color="C0", label=f"mean of {seeds} seeds")
+    prefix = f"{label}: " if label else ""
+    ax.plot(steps[seen], mean[seen], color=color, label=f"{prefix}mean of {seeds} seeds")
     ax.fill_between(
-        steps[seen], low[seen], high[seen], color="C0", alpha=0.25, label="95% bootstrap CI"
+        steps[seen], low[seen], high[seen], color=color, alpha=0.25, label=f"{prefix}95% CI"
     )
     ax.set_title(title)
     ax.set_xlabel("environment steps")

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purejaxppo.envs import EnvDraws, VecEnv, VecEnvState
-from purejaxppo.networks import PolicyParams, action_noise, make_distribution, sample_with_noise
+from purejaxppo.networks import (
+    NetworkOutput,
+    PolicyParams,
+    action_noise,
+    apply_network,
+    make_distribution,
+    sample_with_noise,
+)
 
 
 class RunnerState(NamedTuple):
@@ -21,6 +28,8 @@ class RunnerState(NamedTuple):
     rng: jax.Array  # training's stream: split every update
     kl_beta: jax.Array  # the KL-penalty coefficient (adapted per update by "kl_penalty")
     eval_rng: jax.Array  # periodic evaluation's own stream, never split by training
+    carry: Any  # the network's carry after the observation before obs: [N, ...]; () if none
+    episode_start: jax.Array  # [N] bool: obs is the first observation of its episode
 
 
 class Transition(NamedTuple):
@@ -35,10 +44,14 @@ class Transition(NamedTuple):
     final one where it ended, before the auto-reset), what GAE bootstraps with.
     ``reward`` is the learning reward (scaled under reward normalisation);
     ``episode_return`` / ``episode_length`` the raw totals of the episode that ended at
-    this step (meaningful where ``done``).
+    this step (meaningful where ``done``). ``episode_start``: ``obs`` is the first
+    observation of its episode (what a recurrent network resets its carry on).
+    ``start_carry``: the network's carry before the rollout's first step, ``[N, ...]``
+    (``()`` for a feed-forward network): stored once per rollout, not per step.
     """
 
     obs: jax.Array
+    episode_start: jax.Array
     action: jax.Array
     policy_params: PolicyParams
     log_prob: jax.Array
@@ -49,6 +62,7 @@ class Transition(NamedTuple):
     truncated: jax.Array
     episode_return: jax.Array
     episode_length: jax.Array
+    start_carry: Any = ()
 
     @property
     def done(self) -> jax.Array:
@@ -75,6 +89,26 @@ class _StepCarry(NamedTuple):
     previous_final_obs: jax.Array  # [N, *obs_shape]: the last step's true next observation
 
 
+def _concat(a: Any, b: Any) -> Any:
+    return jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b)
+
+
+def first_step_outputs(out: NetworkOutput, num_envs: int) -> NetworkOutput:
+    """The first ``num_envs`` of a ``[1, 2N]`` network output, without its time axis:
+    carry ``[N, ...]``, policy ``[N, A]`` (a state-independent ``[A]`` log-std as it is),
+    value ``[N]``."""
+
+    def first(x: jax.Array) -> jax.Array:
+        return x[0, :num_envs]
+
+    log_std = out.policy.log_std
+    if log_std is not None and shared_log_std(out.policy) is None:
+        log_std = first(log_std)
+    policy = PolicyParams(first(out.policy.logits_or_mean), log_std)
+    carry = jax.tree.map(lambda x: x[:num_envs], out.carry)
+    return NetworkOutput(carry, policy, out.value[0, :num_envs])
+
+
 def collect_rollout(
     vec_env: VecEnv, num_steps: int, gamma: jax.Array, runner: RunnerState
 ) -> tuple[RunnerState, Transition]:
@@ -86,10 +120,12 @@ def collect_rollout(
     rollout instead of three per step take them out of the step loop.
 
     V(final observation) is computed in the loop, so the rollout keeps one observation per
-    step: step ``t`` runs the critic once on ``[obs_t; final_obs_{t-1}]`` (``[2N]``), which
-    gives V(obs_t) and the previous step's next value in the same ops (at this size a
-    step's cost is the number of ops, not their width); the last step's is computed after
-    the loop.
+    step: step ``t`` runs the network once on ``[obs_t; final_obs_{t-1}]`` (``[2N]``),
+    both from the carry after step ``t - 1``, the first half reset where an episode
+    starts and the second never (the finished episode's final observation continues its
+    own memory). That gives pi(obs_t), V(obs_t) and the previous step's next value in
+    the same ops (at this size a step's cost is the number of ops, not their width);
+    the last step's is computed after the loop.
     """
     train_state = runner.train_state
     apply_fn, params = train_state.apply_fn, train_state.params
@@ -100,20 +136,36 @@ def collect_rollout(
         action_noise(noise_key, (num_steps, num_envs, spec.dim), spec.discrete),
         vec_env.draw(env_key, num_steps),
     )
-    log_std = shared_log_std(apply_fn(params, runner.obs, method="policy_params"))
+    never_starts = jnp.zeros(num_envs, bool)
+    log_std = shared_log_std(
+        apply_network(
+            apply_fn, params, runner.carry, runner.obs[None], runner.episode_start[None]
+        ).policy
+    )
 
     def env_step(carry: _StepCarry, inputs: _StepInputs) -> tuple[_StepCarry, Transition]:
         runner = carry.runner
-        policy = apply_fn(params, runner.obs, method="policy_params")
-        both = jnp.concatenate([runner.obs, carry.previous_final_obs])
-        values = apply_fn(params, both, method="value")
-        action = sample_with_noise(policy, inputs.action_noise)
-        log_prob = make_distribution(policy).log_prob(action)
+        out = first_step_outputs(
+            apply_network(
+                apply_fn, params, runner.carry, runner.obs[None], runner.episode_start[None]
+            ),
+            num_envs,
+        )
+        values = apply_network(
+            apply_fn,
+            params,
+            _concat(runner.carry, runner.carry),
+            jnp.concatenate([runner.obs, carry.previous_final_obs])[None],
+            jnp.concatenate([runner.episode_start, never_starts])[None],
+        ).value[0]
+        action = sample_with_noise(out.policy, inputs.action_noise)
+        log_prob = make_distribution(out.policy).log_prob(action)
         step, env_state = vec_env.step_drawn(inputs.env_draws, runner.env_state, action, gamma)
         transition = Transition(
             obs=runner.obs,
+            episode_start=runner.episode_start,
             action=action,
-            policy_params=policy if log_std is None else policy._replace(log_std=None),
+            policy_params=out.policy if log_std is None else out.policy._replace(log_std=None),
             log_prob=log_prob,
             value=values[:num_envs],
             next_value=values[num_envs:],  # of step t - 1: shifted after the loop
@@ -123,13 +175,17 @@ def collect_rollout(
             episode_return=step.episode_return,
             episode_length=step.episode_length,
         )
-        runner = runner._replace(env_state=env_state, obs=step.obs)
+        runner = runner._replace(
+            env_state=env_state, obs=step.obs, carry=out.carry, episode_start=step.done
+        )
         return _StepCarry(runner, step.final_obs), transition
 
     carry, traj = jax.lax.scan(env_step, _StepCarry(runner, runner.obs), inputs)
-    last_next_value = apply_fn(params, carry.previous_final_obs, method="value")
-    next_value = jnp.concatenate([traj.next_value[1:], last_next_value[None]])
-    traj = traj._replace(next_value=next_value)
+    last = apply_network(
+        apply_fn, params, carry.runner.carry, carry.previous_final_obs[None], never_starts[None]
+    )
+    next_value = jnp.concatenate([traj.next_value[1:], last.value])
+    traj = traj._replace(next_value=next_value, start_carry=runner.carry)
     if log_std is not None:
         traj = traj._replace(policy_params=traj.policy_params._replace(log_std=log_std))
     return carry.runner._replace(rng=rng), traj

@@ -13,11 +13,18 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 from purejaxppo import counters
-from purejaxppo.config import PPOConfig, PPOHyperparams, as_config
+from purejaxppo.config import PPOConfig, PPOHyperparams, as_config, check_sequence_minibatches
 from purejaxppo.envs import VecEnv, VecEnvState, make_env
 from purejaxppo.gae import compute_gae
-from purejaxppo.losses import Batch, LossCoefficients
-from purejaxppo.networks import ActorCritic, PolicyParams, make_distribution
+from purejaxppo.losses import Batch, LossCoefficients, flatten_steps
+from purejaxppo.networks import (
+    apply_network,
+    builtin_network,
+    check_network,
+    init_variables,
+    is_recurrent,
+    make_distribution,
+)
 from purejaxppo.progress import UpdateCallback, combine_callbacks, report_to_host
 from purejaxppo.rollout import RunnerState, Transition, collect_rollout, per_sample_policy
 from purejaxppo.update import (
@@ -34,7 +41,8 @@ from purejaxppo.update import (
 class TrainOutput(NamedTuple):
     """What ``train(rng)`` returns (every leaf gains a leading axis per ``vmap``).
 
-    ``train_state``: flax TrainState; ``apply_fn(params, obs) -> (pi, value)``.
+    ``train_state``: flax TrainState; ``apply_fn`` is the network's ``apply``
+    (``(params, carry, obs, episode_start) -> (carry, PolicyParams, value)``).
     ``metrics``: dict of ``(num_updates,)`` arrays, one entry per update.
     ``env_state``: final env state, including the observation/reward normalisation
     statistics that a trained policy must be evaluated with.
@@ -45,16 +53,26 @@ class TrainOutput(NamedTuple):
     env_state: VecEnvState
 
 
-def build_network(config: PPOConfig, vec_env: VecEnv) -> ActorCritic:
-    """The ActorCritic for this env's action space and observation shape."""
-    return ActorCritic(
-        action_dim=vec_env.action_spec.dim,
-        discrete=vec_env.action_spec.discrete,
-        obs_shape=vec_env.obs_shape,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        log_std_init=config.log_std_init,
-    )
+def build_network(config: PPOConfig, vec_env: VecEnv, network: Any = None) -> Any:
+    """The network to train: ``network`` (any module following the protocol,
+    :mod:`purejaxppo.networks.protocol`) or else the built-in ``config.network`` for this
+    env's observations and actions. Checked against the env (abstractly, before any
+    tracing): ``ValueError`` saying what was expected if it does not fit."""
+    spec = vec_env.action_spec
+    obs_shape = vec_env.obs_shape
+    obs_dtype = np.dtype(np.float32) if config.normalize_obs else vec_env.obs_dtype
+    if network is None:
+        network = builtin_network(config, obs_shape, spec.dim, spec.discrete)
+    elif config.network != "mlp":
+        raise ValueError(
+            f"config.network = {config.network!r} and network={type(network).__name__}(...) "
+            "both choose the network: leave config.network at its default 'mlp' when "
+            "passing your own"
+        )
+    check_network(network, obs_shape, obs_dtype, spec.dim, spec.discrete)
+    if is_recurrent(network):
+        check_sequence_minibatches(config.num_envs, config.num_minibatches, type(network).__name__)
+    return network
 
 
 def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
@@ -70,12 +88,12 @@ def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
     }
 
 
-def policy_kl(
-    network: ActorCritic, old_policy: PolicyParams, params: Any, obs: jax.Array
-) -> jax.Array:
-    """Mean exact KL(pi_old || pi_params) over ``obs`` ``[B, ...]`` (the paper's d)."""
-    new_policy = network.apply(params, obs, method=network.policy_params)
-    return jnp.mean(make_distribution(old_policy).kl_divergence(make_distribution(new_policy)))
+def policy_kl(apply_fn: Callable[..., Any], params: Any, batch: Batch) -> jax.Array:
+    """Mean exact KL(pi_old || pi_params) over the batch's samples (the paper's d);
+    ``pi_old`` is the policy that collected them, ``batch.policy_params``."""
+    new_policy = apply_network(apply_fn, params, batch.carry, batch.obs, batch.episode_start).policy
+    old_pi = make_distribution(flatten_steps(batch.policy_params))
+    return jnp.mean(old_pi.kl_divergence(make_distribution(flatten_steps(new_policy))))
 
 
 def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -105,6 +123,7 @@ def make_trainer(
     env_params: Any = None,
     on_update: UpdateCallback | None = None,
     progress: bool = False,
+    network: Any = None,
 ) -> Trainer:
     """A :class:`Trainer` for ``config``: ``init`` a run, then ``run`` it in chunks.
 
@@ -114,6 +133,8 @@ def make_trainer(
     compiled loop, with that update's metrics as NumPy arrays (``[seeds]`` under
     ``vmap``: one call for all seeds) plus ``update`` (0-based). ``progress``: a tqdm bar
     over the updates. With neither, the compiled program has no callback at all.
+    ``network``: your own flax module following the network protocol
+    (:mod:`purejaxppo.networks.protocol`) instead of the built-in ``config.network``.
     Everything is validated here, before tracing.
     """
     config = PPOConfig() if config is None else as_config(config)
@@ -130,8 +151,11 @@ def make_trainer(
         obs_clip=config.obs_clip,
         reward_clip=config.reward_clip,
     )
-    network = build_network(config, vec_env)
-    evaluate_now = _make_periodic_evaluation(config, env, env_params)
+    network = build_network(config, vec_env, network)
+    # a recurrent network learns from whole rollouts of each env, a feed-forward one
+    # from single steps: the batch is [L, S] sequences, L = T or 1 (see Batch)
+    sequence_length = config.num_steps if is_recurrent(network) else 1
+    evaluate_now = _make_periodic_evaluation(config, env, env_params, network)
     # one optimizer object: it is static metadata of TrainState, so a new one per init
     # would make every state from init a new pytree structure (a recompile of run)
     optimizer = make_optimizer(config.grad_clip)
@@ -145,7 +169,8 @@ def make_trainer(
         return state._replace(runner=runner), traj
 
     def make_batch(state: TrainerState, traj: Transition) -> Batch:
-        """GAE advantages and value targets for ``traj``, flattened to a ``Batch[T * N]``.
+        """GAE advantages and value targets for ``traj``, as ``Batch[L, S]`` sequences:
+        ``[T, N]`` for a recurrent network, ``[1, T * N]`` for a feed-forward one.
 
         Bootstraps with ``traj.next_value``, the collecting critic's V(final observation).
         """
@@ -158,7 +183,7 @@ def make_trainer(
             gamma=state.hyperparams.gamma,
             gae_lambda=state.hyperparams.gae_lambda,
         )
-        batch = Batch(
+        steps = Batch(
             traj.obs,
             traj.action,
             per_sample_policy(traj.policy_params),
@@ -166,8 +191,10 @@ def make_trainer(
             traj.value,
             advantages,
             targets,
+            traj.episode_start,
         )
-        return jax.tree.map(lambda x: x.reshape(batch_size, *x.shape[2:]), batch)
+        steps = jax.tree.map(lambda x: x.reshape(sequence_length, -1, *x.shape[2:]), steps)
+        return steps._replace(carry=traj.start_carry)
 
     def learn(
         state: TrainerState, traj: Transition, batch: Batch | None = None
@@ -188,7 +215,7 @@ def make_trainer(
         )
         rng, update_key = jax.random.split(runner.rng)
         train_state, info = update_policy(config, coefficients, train_state, batch, update_key)
-        kl = policy_kl(network, batch.policy_params, train_state.params, batch.obs)
+        kl = policy_kl(network.apply, train_state.params, batch)
         kl_beta = runner.kl_beta
         if config.policy_objective == "kl_penalty":
             kl_beta = adapt_kl_beta(kl_beta, kl, hyperparams.kl_target)
@@ -204,7 +231,9 @@ def make_trainer(
             "kl": kl,
             "grad_norm": info.grad_norm,
             "minibatches_done": info.minibatches_done,
-            "explained_variance": explained_variance(batch.value, batch.target),
+            "explained_variance": explained_variance(
+                flatten_steps(batch.value), flatten_steps(batch.target)
+            ),
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
@@ -229,13 +258,22 @@ def make_trainer(
             hyperparams = config.hyperparams()
         # split(rng, 4)[:3] == split(rng, 3): evaluation's stream leaves training's as it was
         rng, init_key, reset_key, eval_rng = jax.random.split(rng, 4)
-        params = network.init_params(init_key)  # network.init's distribution, compiles faster
+        params = init_variables(network, init_key, vec_env.obs_shape, vec_env.obs_dtype)
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         train_state = set_optimizer_hyperparams(
             train_state, hyperparams.lr, hyperparams.max_grad_norm
         )
         obs, env_state = vec_env.reset(reset_key)
-        runner = RunnerState(train_state, env_state, obs, rng, hyperparams.kl_beta_init, eval_rng)
+        runner = RunnerState(
+            train_state,
+            env_state,
+            obs,
+            rng,
+            hyperparams.kl_beta_init,
+            eval_rng,
+            carry=network.initial_carry(config.num_envs),
+            episode_start=jnp.ones(config.num_envs, bool),
+        )
         return TrainerState(runner, hyperparams, jnp.zeros((), jnp.int32))
 
     def run(state: TrainerState, num_updates: int) -> tuple[TrainerState, dict[str, jax.Array]]:
@@ -275,12 +313,14 @@ def make_trainer(
     )
 
 
-def _make_periodic_evaluation(config: PPOConfig, env: Any, env_params: Any) -> Callable | None:
+def _make_periodic_evaluation(
+    config: PPOConfig, env: Any, env_params: Any, network: Any
+) -> Callable | None:
     """``(train_state, env_state, key) -> (mean return, mean length)`` of
     ``config.eval_episodes`` greedy episodes, or None when ``eval_every`` is unset."""
     if config.eval_every is None:
         return None
-    from purejaxppo.evaluate import episode_limit, policy_fn, run_episodes  # evaluate imports us
+    from purejaxppo.evaluate import episode_limit, policy_step_fn, run_episodes  # imports us
 
     eval_env = VecEnv(env=env, env_params=env_params, num_envs=config.eval_episodes)
     max_steps = episode_limit(config.env_name, env_params)
@@ -288,8 +328,9 @@ def _make_periodic_evaluation(config: PPOConfig, env: Any, env_params: Any) -> C
     def evaluate_now(
         train_state: TrainState, env_state: VecEnvState, key: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        act = policy_fn(config, eval_env, train_state.params, env_state.obs_stats)
-        result = run_episodes(eval_env, act, key, max_steps)
+        step = policy_step_fn(config, eval_env, network, train_state.params, env_state.obs_stats)
+        carry = network.initial_carry(config.eval_episodes)
+        result = run_episodes(eval_env, step, carry, key, max_steps)
         return result.episode_return.mean(), result.episode_length.mean(dtype=jnp.float32)
 
     return evaluate_now
@@ -332,7 +373,8 @@ class Trainer:
 
     One update, in the pieces ``run`` is made of (to look inside one, e.g. in a notebook):
     ``collect(state) -> (state, Transition[T, N])``, ``make_batch(state, traj) ->
-    Batch[T * N]`` (GAE) and ``learn(state, traj, batch=None) -> (state, metrics)``;
+    Batch[L, S]`` (GAE; see :class:`Batch`) and ``learn(state, traj, batch=None) ->
+    (state, metrics)``;
     ``learn(*collect(state))`` is exactly one step of ``run``.
 
     Under ``jax.vmap`` a ``lax.cond`` whose predicate is batched runs both branches (a
@@ -345,7 +387,7 @@ class Trainer:
 
     config: PPOConfig
     vec_env: VecEnv
-    network: ActorCritic
+    network: Any
     init: Callable[..., TrainerState]
     run: Callable[[TrainerState, int], tuple[TrainerState, dict[str, jax.Array]]]
     collect: Callable[[TrainerState], tuple[TrainerState, Transition]]
@@ -400,6 +442,7 @@ def make_train(
     env_params: Any = None,
     on_update: UpdateCallback | None = None,
     progress: bool = False,
+    network: Any = None,
 ) -> Callable[..., TrainOutput]:
     """Return ``train(rng, hyperparams=None) -> TrainOutput`` for ``config``.
 
@@ -409,9 +452,11 @@ def make_train(
     over keys (seeds) and, optionally, over a batched :class:`PPOHyperparams`
     (a sweep, with no retrace per value). ``on_update`` / ``progress``: live reports
     from inside the compiled loop (see :func:`make_trainer`). For chunked runs and
-    resuming, see :func:`make_trainer`.
+    resuming, see :func:`make_trainer`. ``network``: your own flax module following
+    the network protocol (:mod:`purejaxppo.networks.protocol`) instead of the built-in
+    ``config.network``.
     """
-    trainer = make_trainer(config, env, env_params, on_update, progress)
+    trainer = make_trainer(config, env, env_params, on_update, progress, network)
 
     def train(rng: jax.Array, hyperparams: PPOHyperparams | None = None) -> TrainOutput:
         """Train from ``rng`` (a ``jax.random.key`` or legacy ``PRNGKey``)."""

@@ -181,19 +181,32 @@ def _minibatch_step(
     return train_state.apply_gradients(grads=grads), step
 
 
-def minibatch_indices(rng: jax.Array, batch_size: int, num_minibatches: int) -> jax.Array:
-    """A random permutation of ``range(batch_size)`` split into ``[M, batch_size // M]``:
-    row ``m`` holds the samples of minibatch ``m``."""
-    return jax.random.permutation(rng, batch_size).reshape(num_minibatches, -1)
+def minibatch_indices(rng: jax.Array, num_sequences: int, num_minibatches: int) -> jax.Array:
+    """A random permutation of ``range(num_sequences)`` split into
+    ``[M, num_sequences // M]``: row ``m`` holds the sequences of minibatch ``m``."""
+    return jax.random.permutation(rng, num_sequences).reshape(num_minibatches, -1)
 
 
 def gather_minibatch(batch: Batch, indices: jax.Array) -> Batch:
-    """The samples ``indices`` ``[b]`` of ``batch`` (leaves ``[B, ...]`` -> ``[b, ...]``).
+    """The sequences ``indices`` ``[s]`` of ``batch``: leaves ``[L, S, ...]`` ->
+    ``[L, s, ...]``, the carry's ``[S, ...]`` -> ``[s, ...]`` (whole sequences: never
+    shuffled over time).
 
     Gathered one minibatch at a time inside the step loop, so a shuffled copy of the whole
     batch is never held in memory.
     """
-    return jax.tree.map(lambda x: jnp.take(x, indices, axis=0), batch)
+    steps = jax.tree.map(lambda x: _take_sequences(x, indices), batch._replace(carry=()))
+    return steps._replace(carry=jax.tree.map(lambda x: jnp.take(x, indices, axis=0), batch.carry))
+
+
+def _take_sequences(x: jax.Array, indices: jax.Array) -> jax.Array:
+    """``x[:, indices]``: ``[L, S, ...]`` -> ``[L, s, ...]``."""
+    if x.shape[0] == 1:
+        # single steps (feed-forward): gather rows of the flat [S, ...] batch. XLA fuses
+        # that gather into the loss differently from an axis-1 gather, and the rounding
+        # differs in the last bits; this keeps results bit-identical to before sequences
+        return jnp.take(x[0], indices, axis=0)[None]
+    return jnp.take(x, indices, axis=1)
 
 
 def _summarise(steps: StepInfo, clip_eps: jax.Array) -> UpdateInfo:
@@ -210,8 +223,9 @@ def update_policy(
     batch: Batch,
     rng: jax.Array,
 ) -> tuple[TrainState, UpdateInfo]:
-    """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` ``[B, ...]``,
-    each epoch on its own shuffle (:func:`minibatch_indices`, from a key split from ``rng``).
+    """Run up to ``update_epochs x num_minibatches`` gradient steps on ``batch`` (``S``
+    sequences ``[L, S, ...]``), each epoch on its own shuffle of the sequences
+    (:func:`minibatch_indices`, from a key split from ``rng``).
 
     With ``config.target_kl`` set, once an epoch's mean exact KL(pi_old || pi) exceeds it
     the remaining steps of this update are skipped (masked with ``lax.cond``, so the
@@ -233,7 +247,7 @@ def update_policy(
         return jax.lax.cond(stopped, skip, step, ts, mb)
 
     def epoch(carry: _EpochCarry, shuffle_key: jax.Array) -> tuple[_EpochCarry, StepInfo]:
-        indices = minibatch_indices(shuffle_key, batch.obs.shape[0], config.num_minibatches)
+        indices = minibatch_indices(shuffle_key, batch.obs.shape[1], config.num_minibatches)
         train_state, steps = jax.lax.scan(
             lambda ts, idx: take_or_skip(carry.stopped, ts, gather_minibatch(batch, idx)),
             carry.train_state,

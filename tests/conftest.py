@@ -69,6 +69,19 @@ class ConstantRewardEnv(environment.Environment):
         return spaces.Box(0.0, 1.0, (1,))
 
 
+class ClockEnv(ConstantRewardEnv):
+    """Observes its own step count: the final observation of an episode ([5]) differs
+    from the restart the auto-reset puts in its place ([0])."""
+
+    def step_env(self, key, state, action, params):
+        _, state, reward, terminated, info = super().step_env(key, state, action, params)
+        return jnp.array([state.time], jnp.float32), state, reward, terminated, info
+
+    def reset_env(self, key, params):
+        obs, state = super().reset_env(key, params)
+        return obs.astype(jnp.float32), state
+
+
 def tree_equal(a, b) -> bool:
     """Bit-for-bit equality of two pytrees (NaN equals NaN), compared in NumPy on the host
     (no program to compile per leaf shape, as ``jnp.array_equal`` would)."""

@@ -91,7 +91,9 @@ def test_sweep_quick_is_one_trace(tmp_path):
 def test_returns_configs_cover_the_suite_and_load():
     returns = load("returns")
     files = sorted(p.stem for p in (BENCHMARKS / "configs").glob("*.json"))
-    assert files == sorted(returns.SUITE)
+    assert files == sorted(set(returns.SUITE) | set(returns.NETWORK_ABLATIONS))
+    for env_name in returns.NETWORK_ABLATIONS:
+        assert returns.load_config(env_name).trained_timesteps > 0
     for env_name in returns.SUITE:
         config = returns.load_config(env_name)  # validated PPOConfig, env_name matches file
         assert config.trained_timesteps > 0
@@ -133,6 +135,19 @@ def test_returns_quick(tmp_path):
         assert (tmp_path / "curves" / f"{result['env_name']}_cpu_quick.png").stat().st_size > 1000
     assert (tmp_path / "returns_grid_cpu_quick.png").stat().st_size > 1000
     assert "| CartPole-v1 |" in (tmp_path / "returns_cpu_quick.md").read_text()
+
+
+def test_returns_network_ablation_quick(tmp_path):
+    """``--networks mlp gru``: each env trained with each network, drawn on one axes."""
+    args = "--quick --seeds 2 --envs MemoryChain-bsuite --networks mlp gru --tag memory"
+    report = load("returns").main([*args.split(), "--out", str(tmp_path)])
+    assert [(r["env_name"], r["network"]) for r in report["results"]] == [
+        ("MemoryChain-bsuite", "mlp"),
+        ("MemoryChain-bsuite", "gru"),
+    ]
+    assert report["results"][1]["config"]["network"] == "gru"
+    assert "| MemoryChain-bsuite | gru |" in (tmp_path / "returns_cpu_memory_quick.md").read_text()
+    assert (tmp_path / "curves" / "MemoryChain-bsuite_cpu_memory_quick.png").stat().st_size > 1000
 
 
 def test_vs_sb3_quick(tmp_path):

@@ -15,11 +15,38 @@ from purejaxppo import (
     make_trainer,
     offline_env_names,
 )
-from purejaxppo.envs import MAX_RESET_DRAW_BYTES, EnvDraws
+from purejaxppo.envs import EXTRA_ENVS, MAX_RESET_DRAW_BYTES, EnvDraws
 
 
 def test_offline_names_cover_registry_except_mnist():
-    assert set(offline_env_names()) == set(gymnax.registered_envs) - {"MNISTBandit-bsuite"}
+    gymnax_names = set(gymnax.registered_envs) - {"MNISTBandit-bsuite"}
+    assert set(offline_env_names()) == gymnax_names | set(EXTRA_ENVS)
+
+
+def test_stateless_cartpole_is_cartpole_without_the_velocities():
+    """Same keys, same actions: StatelessCartPole's observations are CartPole-v1's
+    (x, theta), and its rewards, terminations, truncations and limit are CartPole's."""
+    full, full_params = make_env("CartPole-v1")
+    stateless, params = make_env("StatelessCartPole")
+    assert make_env("StatelessCartPole-v1")[1] == params == full_params
+    assert stateless.observation_space(params).shape == (2,)
+    key = jax.random.key(0)
+    obs_a, state_a = full.reset(key, full_params)
+    obs_b, state_b = stateless.reset(key, params)
+    np.testing.assert_array_equal(obs_b, obs_a[jnp.array([0, 2])])
+    ended = 0
+    for t in range(300):
+        key, step_key = jax.random.split(key)
+        action = t % 3 % 2
+        obs_a, state_a, *outcome_a, info_a = full.step(step_key, state_a, action, full_params)
+        obs_b, state_b, *outcome_b, info_b = stateless.step(step_key, state_b, action, params)
+        np.testing.assert_array_equal(obs_b, obs_a[jnp.array([0, 2])])
+        np.testing.assert_array_equal(
+            info_b["final_observation"], info_a["final_observation"][jnp.array([0, 2])]
+        )
+        assert outcome_a == outcome_b  # reward, terminated, truncated
+        ended += int(outcome_a[1])
+    assert ended >= 2  # episodes ended, and the auto-reset matched too
 
 
 @pytest.mark.parametrize("env_name", offline_env_names())

@@ -44,3 +44,25 @@ def test_pendulum_learns_within_100k_steps():
     assert first.mean() < -1000, first
     assert last.mean() >= -300, last
     assert np.all(last - first >= 600), last - first  # every seed learned
+
+
+def test_gru_remembers_what_an_mlp_cannot_on_memory_chain():
+    """MemoryChain-bsuite shows a context bit at the first step only and rewards +1 / -1
+    for recalling it at the last: without memory the expected return is 0. Same config,
+    same budget, only the network differs. Measured on 16 other seeds: every GRU seed
+    0.99 to 1.00, every MLP seed within [-0.09, 0.07]."""
+    config = PPOConfig(
+        env_name="MemoryChain-bsuite",
+        total_timesteps=2**15,
+        num_envs=16,
+        num_steps=32,
+        num_minibatches=4,
+        rnn_hidden_size=16,
+        hidden_sizes=(16,),
+        lr=1e-3,
+        ent_coef=0.0,
+    )
+    _, gru = _final_returns(config.replace(network="gru"), 4)
+    _, mlp = _final_returns(config, 4)
+    assert gru.min() >= 0.9, gru
+    assert np.abs(mlp).max() <= 0.25, mlp

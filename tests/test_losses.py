@@ -177,12 +177,14 @@ def test_ppo_loss_reports_the_summary_of_its_own_terms():
     network = ActorCritic(action_dim=3, discrete=True, obs_shape=(4,))
     k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
     obs = jax.random.normal(k1, (16, 4))
-    params = network.init(k2, obs)
+    params = network.init_params(k2)
     old_logits = jax.random.normal(k3, (16, 3))
     actions = jax.random.randint(k4, (16,), 0, 3)
     old_log_prob = make_distribution(PolicyParams(old_logits)).log_prob(actions)
     value, advantage, target = obs[:, 0], obs[:, 1], obs[:, 2]
-    batch = Batch(obs, actions, PolicyParams(old_logits), old_log_prob, value, advantage, target)
+    starts = jnp.zeros(16, bool)
+    steps = (obs, actions, PolicyParams(old_logits), old_log_prob, value, advantage, target, starts)
+    batch = Batch(*jax.tree.map(lambda x: x[None], steps))  # one step of 16 sequences
     coefficients = LossCoefficients(
         clip_eps=jnp.float32(0.2),
         vf_coef=jnp.float32(0.5),

@@ -225,6 +225,8 @@ _NON_DEFAULT = {
     "eval_episodes": 4,
     "grad_clip": "per_network",
     "value_clip_eps": 1e-05,
+    "network": "gru",
+    "rnn_hidden_size": 32,
 }
 
 

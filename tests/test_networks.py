@@ -1,5 +1,7 @@
 """ActorCritic heads and initialisation."""
 
+from pathlib import Path
+
 import distrax
 import flax.linen as nn
 import jax
@@ -8,17 +10,31 @@ import numpy as np
 import pytest
 from conftest import primitive_counts
 
-from purejaxppo import PPOConfig, make_train
+from purejaxppo import PPOConfig, make_env, make_policy, make_train
 from purejaxppo.networks import (
     ActorCritic,
     PolicyParams,
-    _orthonormal_columns,
     action_noise,
     make_distribution,
     orthogonal_init,
     orthogonal_kernels,
     sample_with_noise,
 )
+from purejaxppo.networks.init import _orthonormal_columns
+
+
+def flax_init(net, key, obs):
+    """flax's own init of a protocol network on ``obs`` ``[B, *obs_shape]`` (one step)."""
+    return net.init(
+        key, net.initial_carry(obs.shape[0]), obs[None], jnp.ones((1, obs.shape[0]), bool)
+    )
+
+
+def policy_and_value(net, params, obs):
+    """``(pi, value)`` of a feed-forward protocol network on ``obs`` ``[B, *obs_shape]``."""
+    _, policy, value = net.apply(params, (), obs[None], jnp.zeros((1, obs.shape[0]), bool))
+    return make_distribution(jax.tree.map(lambda x: x[0] if x.ndim > 1 else x, policy)), value[0]
+
 
 # Linear-algebra primitives that lower to LAPACK custom calls on CPU.
 LAPACK_PRIMITIVES = {"qr", "geqrf", "householder_product", "eigh", "svd", "cholesky", "lu", "schur"}
@@ -45,7 +61,7 @@ def test_init_params_is_flax_init_in_tree_shapes_and_gains(discrete, obs_shape, 
     same tree, shapes and dtypes; every kernel orthogonal with flax's gain for that leaf
     (its Gram matrix); biases and log-std equal."""
     net = ActorCritic(3, discrete, obs_shape, hidden_sizes, log_std_init=-0.5)
-    flax_params = net.init(jax.random.key(1), jnp.zeros((1, *obs_shape)))
+    flax_params = flax_init(net, jax.random.key(1), jnp.zeros((1, *obs_shape)))
     ours = net.init_params(jax.random.key(1))
     assert jax.tree.structure(ours) == jax.tree.structure(flax_params)
     for (path, theirs), mine in zip(
@@ -92,8 +108,8 @@ def test_heads_and_initial_scales():
         (False, distrax.MultivariateNormalDiag),
     ]:
         net = ActorCritic(action_dim=2, discrete=discrete, obs_shape=(5,), log_std_init=-0.5)
-        params = net.init(jax.random.key(0), obs)
-        pi, value = net.apply(params, obs)
+        params = flax_init(net, jax.random.key(0), obs)
+        pi, value = policy_and_value(net, params, obs)
         assert isinstance(pi, dist_type) and value.shape == (3,)
         if not discrete:
             np.testing.assert_allclose(pi.stddev(), np.exp(-0.5), rtol=1e-6)
@@ -105,11 +121,11 @@ def test_heads_and_initial_scales():
 def test_observations_of_any_shape_are_flattened():
     net = ActorCritic(action_dim=3, discrete=True, obs_shape=(10, 10, 4))
     obs = jnp.zeros((2, 10, 10, 4), jnp.int32)
-    params = net.init(jax.random.key(0), obs)
-    pi, value = net.apply(params, obs)
+    params = flax_init(net, jax.random.key(0), obs)
+    pi, value = policy_and_value(net, params, obs)
     assert pi.logits.shape == (2, 3) and value.shape == (2,)
     with pytest.raises(ValueError, match=r"does not end in the env's observation shape"):
-        net.apply(params, jnp.zeros((2, 10, 4)))
+        policy_and_value(net, params, jnp.zeros((2, 10, 4)))
 
 
 def test_sampling_from_noise_is_the_distributions_own_sample():
@@ -136,3 +152,97 @@ def test_gumbel_max_samples_follow_the_softmax():
     counts = np.bincount(np.asarray(sample_with_noise(PolicyParams(logits), noise)), minlength=4)
     p = np.asarray(jax.nn.softmax(logits))
     np.testing.assert_array_less(np.abs(counts / n - p), 4 * np.sqrt(p * (1 - p) / n))
+
+
+class ReturnsTwoThings(nn.Module):
+    @nn.nowrap
+    def initial_carry(self, batch_size):
+        return ()
+
+    @nn.compact
+    def __call__(self, carry, obs, episode_start):
+        return PolicyParams(nn.Dense(2)(obs)), nn.Dense(1)(obs)[..., 0]
+
+
+class WrongLogitsShape(ReturnsTwoThings):
+    @nn.compact
+    def __call__(self, carry, obs, episode_start):
+        return carry, PolicyParams(nn.Dense(3)(obs)), nn.Dense(1)(obs)[..., 0]
+
+
+class ChangesItsCarry(ReturnsTwoThings):
+    @nn.nowrap
+    def initial_carry(self, batch_size):
+        return jnp.zeros((batch_size, 4))
+
+    @nn.compact
+    def __call__(self, carry, obs, episode_start):
+        return carry[:, :2], PolicyParams(nn.Dense(2)(obs)), nn.Dense(1)(obs)[..., 0]
+
+
+class UnhashableFields(ReturnsTwoThings):
+    sizes: list = None
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        (
+            ReturnsTwoThings(),
+            r"returned .*; expected \(carry, PolicyParams\(logits_or_mean=\[T, B, 2\]",
+        ),
+        (WrongLogitsShape(), r"returned policy .*float32\[2, 3, 3\].*expected"),
+        (
+            ChangesItsCarry(),
+            r"returned the carry .*float32\[3, 2\].*initial_carry\(3\).*float32\[3, 4\]",
+        ),
+        (UnhashableFields(sizes=[1]), r"must be hashable"),
+        (nn.Dense(2), r"has no initial_carry\(\)"),
+    ],
+)
+def test_a_network_that_breaks_the_protocol_is_refused_saying_what_was_expected(network, message):
+    with pytest.raises(ValueError, match=message):
+        make_train(PPOConfig(), network=network)
+
+
+def test_two_choices_of_network_and_a_cnn_without_an_image_are_refused():
+    with pytest.raises(ValueError, match=r"both choose the network"):
+        make_train(PPOConfig(network="gru"), network=ActorCritic(2, True, (4,)))
+    with pytest.raises(ValueError, match=r"network='cnn' needs image observations .* \(4,\)"):
+        make_train(PPOConfig(network="cnn"))
+
+
+def test_cnn_sees_the_image_and_trains_on_minatar():
+    """The conv torso gets MinAtar's [10, 10, C] grid (kernel [3, 3, C, 16]), not a
+    flattened vector; one update runs and a policy acts on a raw observation."""
+    config = PPOConfig(
+        env_name="Breakout-MinAtar",
+        network="cnn",
+        hidden_sizes=(32,),
+        num_envs=4,
+        num_steps=8,
+        num_minibatches=2,
+        total_timesteps=32,
+    )
+    out = jax.jit(make_train(config))(jax.random.key(0))
+    params = out.train_state.params["params"]
+    assert params["torso"]["kernel"].shape == (3, 3, 4, 16)
+    assert params["actor"]["Dense_0"]["kernel"].shape == (8 * 8 * 16, 32)
+    assert np.isfinite(out.metrics["total_loss"]).all()
+    obs, _ = make_env_reset("Breakout-MinAtar")
+    assert make_policy(out, config)(obs).shape == ()
+
+
+def make_env_reset(env_name):
+    env, env_params = make_env(env_name)
+    return env.reset(jax.random.key(0), env_params)
+
+
+def test_readme_network_example_runs():
+    """The README's user-defined network, as printed there, trains and evaluates."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Your own network", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert np.isfinite(float(namespace["score"]))

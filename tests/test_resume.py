@@ -63,11 +63,11 @@ def test_collect_then_learn_is_one_step_of_run(trainer, run_chunk, uninterrupted
     def one_update(state):
         collected, traj = trainer.collect(state)
         batch = trainer.make_batch(collected, traj)
-        assert batch.obs.shape == (CONFIG.batch_size, 3)  # Pendulum: [T * N, 3]
+        assert batch.obs.shape == (1, CONFIG.batch_size, 3)  # Pendulum: [1, T * N, 3] steps
         assert traj.obs.shape == (CONFIG.num_steps, CONFIG.num_envs, 3)
         # the state-independent log-std is stored once per rollout, per sample in the batch
         assert traj.policy_params.log_std.shape == (1,)
-        assert batch.policy_params.log_std.shape == (CONFIG.batch_size, 1)
+        assert batch.policy_params.log_std.shape == (1, CONFIG.batch_size, 1)
         return trainer.learn(collected, traj, batch)
 
     last, steps = first, []

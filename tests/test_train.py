@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ConstantRewardEnv, tree_equal
 
-from purejaxppo import PPOConfig, TrainOutput, final_return, make_train
+from purejaxppo import PPOConfig, TrainOutput, final_return, make_distribution, make_train
 
 TINY = PPOConfig(
     num_envs=4, num_steps=16, num_minibatches=2, update_epochs=2, total_timesteps=4 * 16 * 3
@@ -91,15 +91,15 @@ def test_output_structure_and_shapes(tiny_out):
     assert tiny_out.metrics["env_steps"].dtype == jnp.int64  # exact past 2**31 steps
 
 
-def test_apply_fn_gives_distribution_and_value(tiny_out):
+def test_apply_fn_is_the_network_protocol(tiny_out):
+    """``apply_fn(params, carry, obs [T, B, ...], episode_start [T, B]) -> (carry,
+    PolicyParams, value)``; the default MLP's carry is empty."""
     ts = tiny_out.train_state
-    obs = jnp.zeros((7, 4))
-    pi, value = ts.apply_fn(ts.params, obs)
-    assert isinstance(pi, distrax.Categorical)
-    assert pi.logits.shape == (7, 2) and value.shape == (7,)
-    # A single unbatched observation works too.
-    pi_one, value_one = ts.apply_fn(ts.params, obs[0])
-    assert pi_one.logits.shape == (2,) and value_one.shape == ()
+    obs = jnp.zeros((3, 7, 4))
+    carry, policy, value = ts.apply_fn(ts.params, (), obs, jnp.zeros((3, 7), bool))
+    assert carry == ()
+    assert isinstance(make_distribution(policy), distrax.Categorical)
+    assert policy.logits_or_mean.shape == (3, 7, 2) and value.shape == (3, 7)
 
 
 def test_learning_rate_anneals_linearly(tiny_out):

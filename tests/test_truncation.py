@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ConstantRewardEnv
+from conftest import ClockEnv, ConstantRewardEnv
 
 from purejaxppo import PPOConfig, make_train, make_trainer
 
@@ -31,26 +31,14 @@ def test_critic_learns_infinite_horizon_value_despite_truncation():
     )
     out = jax.jit(make_train(config, env=ConstantRewardEnv()))(jax.random.key(0))
     ts = out.train_state
-    _, value = ts.apply_fn(ts.params, jnp.zeros((1,)))
+    _, _, values = ts.apply_fn(ts.params, (), jnp.zeros((1, 1, 1)), jnp.zeros((1, 1), bool))
+    value = values[0, 0]
 
     infinite_horizon = 1.0 / (1.0 - gamma)
     finite_horizon = np.mean([(1 - gamma**k) / (1 - gamma) for k in range(1, 6)])
     assert abs(float(value) - infinite_horizon) < 0.1
     assert abs(float(value) - finite_horizon) > 5.0
     np.testing.assert_array_equal(out.metrics["episode_length"], 5.0)
-
-
-class ClockEnv(ConstantRewardEnv):
-    """Observes its own step count: the final observation of an episode ([5]) differs
-    from the restart the auto-reset puts in its place ([0])."""
-
-    def step_env(self, key, state, action, params):
-        _, state, reward, terminated, info = super().step_env(key, state, action, params)
-        return jnp.array([state.time], jnp.float32), state, reward, terminated, info
-
-    def reset_env(self, key, params):
-        obs, state = super().reset_env(key, params)
-        return obs.astype(jnp.float32), state
 
 
 def test_rollout_bootstraps_from_the_final_observation_before_the_reset():

@@ -76,17 +76,18 @@ def test_value_clip_eps_sets_the_value_loss_range():
         jnp.array([3.0, 3.0]),
     )
 
-    def apply_fn(params, obs, method):
-        return PolicyParams(jnp.zeros((2, 2))), values
+    def apply_fn(params, carry, obs, episode_start):
+        return carry, PolicyParams(jnp.zeros((1, 2, 2))), values[None]
 
     batch = Batch(
-        obs=jnp.zeros((2, 1)),
-        action=jnp.array([0, 1]),
-        policy_params=PolicyParams(jnp.zeros((2, 2))),
-        log_prob=jnp.log(jnp.full(2, 0.5)),
-        value=old_values,
-        advantage=jnp.array([1.0, -1.0]),
-        target=targets,
+        obs=jnp.zeros((1, 2, 1)),
+        action=jnp.array([[0, 1]]),
+        policy_params=PolicyParams(jnp.zeros((1, 2, 2))),
+        log_prob=jnp.log(jnp.full((1, 2), 0.5)),
+        value=old_values[None],
+        advantage=jnp.array([[1.0, -1.0]]),
+        target=targets[None],
+        episode_start=jnp.zeros((1, 2), bool),
     )
     base = LossCoefficients(clip_eps=0.2, vf_coef=0.5, ent_coef=0.0, kl_beta=0.0)
     for value_clip_eps, expected_range in ((None, 0.2), (1.5, 1.5)):

@@ -1,0 +1,88 @@
+"""Networks: the protocol every network follows, the action distributions, and the
+built-in networks chosen by ``PPOConfig(network=...)``.
+
+``"mlp"`` (:class:`ActorCritic`), ``"cnn"`` (:class:`CNNActorCritic`), ``"gru"`` and
+``"lstm"`` (:class:`RecurrentActorCritic`); any flax module that follows
+:mod:`purejaxppo.networks.protocol` can be passed as ``network=`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from purejaxppo.networks.cnn import CNNActorCritic, check_image_shape
+from purejaxppo.networks.distributions import (
+    PolicyParams,
+    action_noise,
+    make_distribution,
+    sample_with_noise,
+)
+from purejaxppo.networks.init import orthogonal_init, orthogonal_kernels
+from purejaxppo.networks.mlp import (
+    ACTIVATION_FNS,
+    ACTOR_OUT_GAIN,
+    CRITIC_OUT_GAIN,
+    MLP,
+    ActorCritic,
+    actor_critic_heads,
+    flatten_observation,
+    mlp_kernel_gains,
+)
+from purejaxppo.networks.protocol import (
+    NetworkOutput,
+    apply_network,
+    check_network,
+    init_variables,
+    is_recurrent,
+    reset_carry,
+)
+from purejaxppo.networks.recurrent import RecurrentActorCritic
+
+
+def builtin_network(
+    config: Any, obs_shape: tuple[int, ...], action_dim: int, discrete: bool
+) -> Any:
+    """The built-in network ``config.network`` names, for this observation shape and
+    action space (``ValueError`` if a ``"cnn"`` would not see an image)."""
+    common = {
+        "action_dim": action_dim,
+        "discrete": discrete,
+        "obs_shape": tuple(obs_shape),
+        "hidden_sizes": config.hidden_sizes,
+        "activation": config.activation,
+        "log_std_init": config.log_std_init,
+    }
+    if config.network == "mlp":
+        return ActorCritic(**common)
+    if config.network == "cnn":
+        check_image_shape(tuple(obs_shape))
+        return CNNActorCritic(**common)
+    return RecurrentActorCritic(cell=config.network, hidden_size=config.rnn_hidden_size, **common)
+
+
+__all__ = [
+    "ACTIVATION_FNS",
+    "ACTOR_OUT_GAIN",
+    "CRITIC_OUT_GAIN",
+    "MLP",
+    "ActorCritic",
+    "CNNActorCritic",
+    "NetworkOutput",
+    "PolicyParams",
+    "RecurrentActorCritic",
+    "action_noise",
+    "actor_critic_heads",
+    "apply_network",
+    "builtin_network",
+    "check_image_shape",
+    "check_network",
+    "flatten_observation",
+    "init_variables",
+    "is_recurrent",
+    "make_distribution",
+    "mlp_kernel_gains",
+    "orthogonal_init",
+    "orthogonal_kernels",
+    "reset_carry",
+    "sample_with_noise",
+]
