@@ -120,12 +120,18 @@ def collect_rollout(
     rollout instead of three per step take them out of the step loop.
 
     V(final observation) is computed in the loop, so the rollout keeps one observation per
-    step: step ``t`` runs the network once on ``[obs_t; final_obs_{t-1}]`` (``[2N]``),
-    both from the carry after step ``t - 1``, the first half reset where an episode
-    starts and the second never (the finished episode's final observation continues its
-    own memory). That gives pi(obs_t), V(obs_t) and the previous step's next value in
-    the same ops (at this size a step's cost is the number of ops, not their width);
-    the last step's is computed after the loop.
+    step: step ``t`` runs the network on ``obs_t`` for pi(obs_t) and the new carry, and
+    on ``[obs_t; final_obs_{t-1}]`` (``[2N]``) for the values: V(obs_t) and the previous
+    step's next value in the same ops (at this size a step's cost is the number of ops,
+    not their width); the last step's is computed after the loop. Both calls start from
+    the carry after step ``t - 1``; ``obs_t`` resets it where an episode starts,
+    ``final_obs_{t-1}`` never (it continues the finished episode's memory).
+
+    For the MLP, XLA drops what each call does not use (the critic of the first, the
+    actor of the second): the actor runs on ``[N]`` rows and the critic on ``[2N]``, as
+    before networks were pluggable, and the results are bit-identical to then (an actor
+    on ``[2N]`` rows rounds differently). A network with a shared torso (CNN, GRU) runs
+    it on ``3N`` rows per step.
     """
     train_state = runner.train_state
     apply_fn, params = train_state.apply_fn, train_state.params

@@ -131,6 +131,24 @@ def test_evaluate_a_saved_run(run_dir, capsys):
     assert report["deterministic"] is True
 
 
+def test_train_and_evaluate_a_recurrent_policy(tmp_path, capsys):
+    """``--network gru``: the run folder records it, its checkpoint holds the carries, and
+    ``evaluate`` rebuilds the GRU from the saved config and threads its carry."""
+    out = tmp_path / "gru"
+    args = ["train", "--seeds", "2", "--total-timesteps", "256", "--num-steps", "32"]
+    args += ["--network", "gru", "--rnn-hidden-size", "8", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["network"] == "gru"
+    assert np.load(out / "metrics.npz")["episode_return"].shape == (2, 2)
+    assert main(["evaluate", "--run", str(out), "--episodes", "2"]) == 0
+    assert np.asarray(
+        json.loads((out / "eval_greedy.json").read_text())["episode_return"]
+    ).shape == (
+        2,
+        2,
+    )
+
+
 def test_config_file_then_flags(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("env_name: Pendulum-v1\nnum_envs: 2\nnum_steps: 8\nlr: 0.01\n")
@@ -158,6 +176,9 @@ def test_config_file_then_flags(tmp_path, capsys):
         (["train", "--value-clip-eps", "0"], "error: value_clip_eps must be a finite number"),
         (["train", "--env", "Cartpole"], "error: env_name='Cartpole' is not a registered"),
         (["train", "--seeds", "0"], "error: --seeds must be a positive integer, got 0"),
+        (["train", "--network", "gur"], "error: network must be one of ('mlp', 'cnn', 'gru'"),
+        (["train", "--network", "gru", "--num-envs", "6"], "must be divisible by num_minibatches"),
+        (["train", "--network", "cnn"], "error: network='cnn' needs image observations"),
         (["evaluate", "--run", "nowhere"], "error: --run nowhere is not a run folder"),
         (["fly"], "error: argument command: invalid choice: 'fly'"),
     ],

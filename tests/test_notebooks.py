@@ -24,7 +24,12 @@ import purejaxppo
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-EXPECTED = ["01_quickstart.ipynb", "02_ppo_explained.ipynb", "03_sweeps.ipynb"]
+EXPECTED = [
+    "01_quickstart.ipynb",
+    "02_ppo_explained.ipynb",
+    "03_sweeps.ipynb",
+    "04_recurrent_ppo.ipynb",
+]
 
 
 runner = load_script(NOTEBOOK_DIR / "run_notebooks.py")
@@ -34,7 +39,7 @@ def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_the_notebooks_are_the_three_the_readme_links():
+def test_the_notebooks_are_the_four_the_readme_links():
     assert [p.name for p in runner.notebook_paths()] == EXPECTED
     readme = (ROOT / "README.md").read_text()
     for name in EXPECTED:
