@@ -57,7 +57,7 @@ def cases(quick: bool) -> list[Case]:
         num_steps=128,
         hidden_sizes=(64,),
         rnn_hidden_size=64,
-        total_timesteps=1_048_576,
+        total_timesteps=262_144,
     )
     breakout = PPOConfig(
         env_name="Breakout-MinAtar",
@@ -165,7 +165,11 @@ def _megabytes(memory: dict[str, int] | None) -> str:
     return "n/a" if memory is None else f"{memory['temp_bytes'] / 1e6:.1f} MB"
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
+def plot(results: list[dict[str, Any]], path: Path) -> bool:
+    """Steps/s of the CartPole cases against parallel envs; False (nothing drawn) when
+    ``results`` has no CartPole case (a ``--cases`` selection without one)."""
+    if not any(r["env_name"] == "CartPole-v1" and not r.get("on_update") for r in results):
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,6 +212,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -254,8 +259,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     stem = f"throughput_{jax.default_backend()}" + (f"_{args.tag}" if args.tag else "")
     stem += "_quick" if args.quick else ""
     write_json(args.out, stem, report, default=float)
-    plot(results, args.out / f"{stem}.png")
-    print(f"wrote {args.out / stem}.json and .png")
+    drawn = plot(results, args.out / f"{stem}.png")
+    figure = " and .png" if drawn else " (no CartPole case: no figure)"
+    print(f"wrote {args.out / stem}.json{figure}")
     return report
 
 

@@ -4,7 +4,7 @@
     python notebooks/run_notebooks.py --quick --out DIR [01_quickstart.ipynb ...]
 
 The rule: re-run the notebooks at full budget (``python notebooks/run_notebooks.py``, about
-12 minutes on 2 CPU cores) whenever the package version (``purejaxppo.__version__``) is
+20 minutes on 2 CPU cores) whenever the package version (``purejaxppo.__version__``) is
 bumped; the test suite checks that the committed notebooks were executed at the full budget
 by the current version. Library changes between two versions do not call for a re-run, so
 bump the version (and re-run) when a change alters what the notebooks show.

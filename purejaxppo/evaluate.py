@@ -112,6 +112,13 @@ def _vec_env(config: PPOConfig, env: Any, env_params: Any, num_envs: int) -> Vec
     return vec_env
 
 
+@functools.lru_cache(maxsize=_MAX_VEC_ENVS)
+def _network(config: PPOConfig, vec_env: VecEnv, network: Any) -> Any:
+    """:func:`build_network`, checked once per (config, env, network): evaluating many
+    checkpoints in a loop does not trace the network's checks every time."""
+    return build_network(config, vec_env, network)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _policy_step(
     config: PPOConfig,
@@ -218,7 +225,7 @@ def make_policy(
     params, obs_stats = _params_and_obs_stats(trained, obs_stats)
     _check_obs_stats(config, obs_stats)
     vec_env = _vec_env(config, env, env_params, 1)
-    network = build_network(config, vec_env, network)
+    network = _network(config, vec_env, network)
     return Policy(config, vec_env, network, params, obs_stats, is_recurrent(network))
 
 
@@ -254,7 +261,7 @@ def evaluate(
         max_steps = episode_limit(config.env_name, vec_env.env_params)
     params, obs_stats = _params_and_obs_stats(trained, obs_stats)
     _check_obs_stats(config, obs_stats)
-    network = build_network(config, vec_env, network)
+    network = _network(config, vec_env, network)
     return _evaluate(
         config, vec_env, network, int(max_steps), bool(deterministic), params, obs_stats, rng
     )

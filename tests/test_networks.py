@@ -20,6 +20,7 @@ from purejaxppo.networks import (
     orthogonal_kernels,
     sample_with_noise,
 )
+from purejaxppo.networks.cnn import PatchConv
 from purejaxppo.networks.init import _orthonormal_columns
 
 
@@ -246,3 +247,19 @@ def test_readme_network_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert np.isfinite(float(namespace["score"]))
+
+
+@pytest.mark.parametrize("batch_shape", [(5,), (2, 3)])
+def test_patch_conv_is_flax_conv(batch_shape):
+    """The CNN torso's matmul-of-patches convolution equals nn.Conv (VALID, stride 1) with
+    the same parameters, on any batch axes."""
+    x = jax.random.normal(jax.random.key(0), (*batch_shape, 10, 10, 4))
+    ours = PatchConv(16, 3)
+    params = ours.init(jax.random.key(1), x)
+    flax_conv = nn.Conv(16, (3, 3), padding="VALID")
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(
+        jnp.shape, flax_conv.init(jax.random.key(1), x)
+    )
+    np.testing.assert_allclose(
+        ours.apply(params, x), flax_conv.apply(params, x), rtol=1e-5, atol=1e-5
+    )

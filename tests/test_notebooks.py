@@ -2,7 +2,7 @@
 of a full-budget run of the current package version, and their install cell never installs
 a name from a package index.
 
-The rule: re-run the notebooks (``python notebooks/run_notebooks.py``, about 12 minutes)
+The rule: re-run the notebooks (``python notebooks/run_notebooks.py``, about 20 minutes)
 whenever ``purejaxppo.__version__`` is bumped. Their stamp also records the git commit and a
 SHA-256 of the sources they ran on; those are informational and not compared here, so a
 library change between two versions does not fail this file.

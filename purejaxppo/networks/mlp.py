@@ -71,25 +71,19 @@ ACTOR_OUT_GAIN = 0.01  # the policy head starts near uniform / near zero mean
 CRITIC_OUT_GAIN = 1.0
 
 
-def actor_critic_heads(
-    module: nn.Module,
-    features: jax.Array,
-    action_dim: int,
-    discrete: bool,
-    hidden_sizes: Sequence[int],
-    activation: str,
-    log_std_init: float,
-) -> tuple[PolicyParams, jax.Array]:
+def actor_critic_heads(module: nn.Module, features: jax.Array) -> tuple[PolicyParams, jax.Array]:
     """Separate actor and critic :class:`MLP` heads on ``features`` ``[*batch, F]``, as
-    submodules ``actor`` and ``critic`` of ``module`` (call from its compact method):
-    ``(PolicyParams [*batch, A], value [*batch])``; a Gaussian's log-std is the
-    state-independent parameter ``log_std`` ``[A]``."""
-    out = MLP(hidden_sizes, activation, action_dim, ACTOR_OUT_GAIN, name="actor")(features)
-    value = MLP(hidden_sizes, activation, 1, CRITIC_OUT_GAIN, name="critic")(features)[..., 0]
-    if discrete:
+    submodules ``actor`` and ``critic`` of ``module`` (call from its compact method; its
+    fields ``action_dim``, ``discrete``, ``hidden_sizes``, ``activation`` and
+    ``log_std_init`` shape them): ``(PolicyParams [*batch, A], value [*batch])``; a
+    Gaussian's log-std is the state-independent parameter ``log_std`` ``[A]``."""
+    sizes, activation = module.hidden_sizes, module.activation
+    out = MLP(sizes, activation, module.action_dim, ACTOR_OUT_GAIN, name="actor")(features)
+    value = MLP(sizes, activation, 1, CRITIC_OUT_GAIN, name="critic")(features)[..., 0]
+    if module.discrete:
         return PolicyParams(out), value
-    log_std = module.param("log_std", nn.initializers.constant(log_std_init), (action_dim,))
-    return PolicyParams(out, log_std), value
+    init = nn.initializers.constant(module.log_std_init)
+    return PolicyParams(out, module.param("log_std", init, (module.action_dim,))), value
 
 
 class ActorCritic(nn.Module):

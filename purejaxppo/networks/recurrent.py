@@ -86,13 +86,5 @@ class RecurrentActorCritic(nn.Module):
         carry, features = _ScannedCell(self.cell, self.hidden_size, name="rnn")(
             carry, (x, episode_start)
         )
-        policy, value = actor_critic_heads(
-            self,
-            features,
-            self.action_dim,
-            self.discrete,
-            self.hidden_sizes,
-            self.activation,
-            self.log_std_init,
-        )
+        policy, value = actor_critic_heads(self, features)
         return carry, policy, value
