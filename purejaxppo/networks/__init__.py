@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from purejaxppo.networks.cnn import CNNActorCritic, check_image_shape
+from purejaxppo.networks.cnn import CNNActorCritic, PatchConv, check_image_shape
 from purejaxppo.networks.distributions import (
     PolicyParams,
     action_noise,
@@ -68,6 +68,7 @@ __all__ = [
     "ActorCritic",
     "CNNActorCritic",
     "NetworkOutput",
+    "PatchConv",
     "PolicyParams",
     "RecurrentActorCritic",
     "action_noise",
