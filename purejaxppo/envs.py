@@ -72,10 +72,9 @@ class StatelessCartPole(CartPole):
 
 
 # Environments this library adds to gymnax's registry, by name -> constructor.
-EXTRA_ENVS: dict[str, Any] = {
-    "StatelessCartPole-v1": StatelessCartPole,
-    "StatelessCartPole": StatelessCartPole,  # POPGym's name
-}
+EXTRA_ENVS: dict[str, Any] = {"StatelessCartPole-v1": StatelessCartPole}
+# Other names accepted for them (not listed by offline_env_names).
+ENV_ALIASES = {"StatelessCartPole": "StatelessCartPole-v1"}  # POPGym's name
 
 
 def offline_env_names() -> tuple[str, ...]:
@@ -104,8 +103,8 @@ def make_env(env_name: str, env: Any = None, env_params: Any = None) -> tuple[An
             f"env_name={env_name!r} cannot be used: {NEEDS_DOWNLOAD[env_name]}. "
             "Pass a gymnax Environment with env=... instead."
         )
-    if env_name in EXTRA_ENVS:
-        made_env = EXTRA_ENVS[env_name]()
+    if env_name in EXTRA_ENVS or env_name in ENV_ALIASES:
+        made_env = EXTRA_ENVS[ENV_ALIASES.get(env_name, env_name)]()
         return made_env, made_env.default_params if env_params is None else env_params
     if env_name not in gymnax.registered_envs:
         close = difflib.get_close_matches(env_name, offline_env_names(), n=3, cutoff=0.4)

@@ -67,19 +67,38 @@ def test_rollout_outputs_equal_each_episode_run_alone_from_a_fresh_carry(network
     starts = np.asarray(traj.episode_start)
     assert starts[1:].sum() >= 2 * TINY_GRU.num_envs  # several episodes per env
     initial = jax.tree.map(lambda x: x[0], trainer.network.initial_carry(1))
+    episodes = []  # (env, first step, end): every episode piece of the rollout
     for n in range(TINY_GRU.num_envs):
         bounds = [0, *np.flatnonzero(starts[1:, n]) + 1, TINY_GRU.num_steps]
-        for begin, end in itertools.pairwise(bounds):
-            carry = initial if starts[begin, n] else env_carry(traj.start_carry, n)
-            assert begin == 0 or starts[begin, n]
-            # alone: no episode-start flags, so nothing but the fresh carry resets it
-            logits, value = run_network(
-                trainer, params, carry, traj.obs[begin:end, n], jnp.zeros(end - begin, bool)
-            )
-            np.testing.assert_allclose(
-                logits, traj.policy_params.logits_or_mean[begin:end, n], rtol=1e-5, atol=1e-6
-            )
-            np.testing.assert_allclose(value, traj.value[begin:end, n], rtol=1e-5, atol=1e-6)
+        episodes += [(n, begin, end) for begin, end in itertools.pairwise(bounds)]
+    # each episode alone, as its own sequence (zero-padded at the end to a common length;
+    # no episode-start flags, so nothing but its fresh carry resets it): one network call
+    length = max(end - begin for _, begin, end in episodes)
+    obs = jnp.stack(
+        [
+            jnp.pad(traj.obs[begin:end, n], ((0, length - (end - begin)), (0, 0)))
+            for n, begin, end in episodes
+        ],
+        axis=1,
+    )
+    carries = [
+        initial if starts[begin, n] else env_carry(traj.start_carry, n) for n, begin, _ in episodes
+    ]
+    assert all(begin == 0 or starts[begin, n] for n, begin, _ in episodes)
+    carry = jax.tree.map(lambda *leaves: jnp.stack(leaves), *carries)
+    _, policy, values = jax.jit(trainer.network.apply)(
+        params, carry, obs, jnp.zeros(obs.shape[:2], bool)
+    )
+    for i, (n, begin, end) in enumerate(episodes):
+        np.testing.assert_allclose(
+            policy.logits_or_mean[: end - begin, i],
+            traj.policy_params.logits_or_mean[begin:end, n],
+            rtol=1e-5,
+            atol=1e-6,
+        )
+        np.testing.assert_allclose(
+            values[: end - begin, i], traj.value[begin:end, n], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_truncation_bootstraps_with_the_carry_after_the_final_step():
