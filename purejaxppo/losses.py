@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from purejaxppo.config import POLICY_OBJECTIVES
-from purejaxppo.networks import PolicyParams, apply_network, make_distribution
+from purejaxppo.networks import PolicyParams, apply_network, make_distribution, shared_log_std
 
 
 class Batch(NamedTuple):
@@ -51,11 +51,10 @@ def flatten_steps(tree: Any) -> Any:
     """Leaves ``[L, S, ...]`` -> ``[L * S, ...]``; a :class:`PolicyParams`' shared
     ``[A]`` log-std (fewer axes than its mean) stays as it is."""
     if isinstance(tree, PolicyParams):
-        mean = tree.logits_or_mean
         log_std = tree.log_std
-        if log_std is not None and log_std.ndim == mean.ndim:
+        if log_std is not None and shared_log_std(tree) is None:
             log_std = flatten_steps(log_std)
-        return PolicyParams(flatten_steps(mean), log_std)
+        return PolicyParams(flatten_steps(tree.logits_or_mean), log_std)
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
 
 

@@ -16,6 +16,7 @@ from purejaxppo.networks import (
     apply_network,
     make_distribution,
     sample_with_noise,
+    shared_log_std,
 )
 
 
@@ -75,13 +76,6 @@ class _StepInputs(NamedTuple):
 
     action_noise: jax.Array  # [T, N, A]
     env_draws: EnvDraws  # [T, N, ...]
-
-
-def shared_log_std(policy: PolicyParams) -> jax.Array | None:
-    """The log-std if it is state-independent (fewer axes than the mean: ``[A]``), else None."""
-    if policy.log_std is None or policy.log_std.ndim >= policy.logits_or_mean.ndim:
-        return None
-    return policy.log_std
 
 
 class _StepCarry(NamedTuple):

@@ -16,6 +16,7 @@ from purejaxppo.networks.distributions import (
     action_noise,
     make_distribution,
     sample_with_noise,
+    shared_log_std,
 )
 from purejaxppo.networks.init import orthogonal_init, orthogonal_kernels
 from purejaxppo.networks.mlp import (
@@ -86,4 +87,5 @@ __all__ = [
     "orthogonal_kernels",
     "reset_carry",
     "sample_with_noise",
+    "shared_log_std",
 ]

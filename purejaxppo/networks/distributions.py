@@ -58,3 +58,10 @@ def sample_with_noise(params: PolicyParams, noise: jax.Array) -> jax.Array:
     if params.log_std is None:
         return jnp.argmax(params.logits_or_mean + noise, axis=-1)
     return params.logits_or_mean + jnp.exp(params.log_std) * noise
+
+
+def shared_log_std(policy: PolicyParams) -> jax.Array | None:
+    """The log-std if it is state-independent (fewer axes than the mean: ``[A]``), else None."""
+    if policy.log_std is None or policy.log_std.ndim >= policy.logits_or_mean.ndim:
+        return None
+    return policy.log_std
