@@ -17,8 +17,13 @@ import jax.numpy as jnp
 from flax.training.train_state import TrainState
 
 from purejaxppo.config import PPOConfig, as_config
-from purejaxppo.envs import RunningMeanStd, VecEnv, make_env
-from purejaxppo.networks import apply_network, is_recurrent, make_distribution
+from purejaxppo.envs import ObsStats, VecEnv, make_env, normalize_observation
+from purejaxppo.networks import (
+    apply_network,
+    distribution_mode,
+    is_recurrent,
+    make_distribution,
+)
 from purejaxppo.rollout import first_step_outputs
 from purejaxppo.train import TrainOutput, build_network
 
@@ -30,9 +35,7 @@ class EvalResult(NamedTuple):
     episode_length: jax.Array
 
 
-def _params_and_obs_stats(
-    trained: Any, obs_stats: RunningMeanStd | None
-) -> tuple[Any, RunningMeanStd | None]:
+def _params_and_obs_stats(trained: Any, obs_stats: ObsStats | None) -> tuple[Any, ObsStats | None]:
     """Accept a TrainOutput, a TrainState or bare network params; ``obs_stats`` given
     explicitly wins over the TrainOutput's."""
     if isinstance(trained, TrainOutput):
@@ -44,7 +47,7 @@ def _params_and_obs_stats(
     return params, obs_stats if obs_stats is not None else trained_stats
 
 
-def _check_obs_stats(config: PPOConfig, obs_stats: RunningMeanStd | None) -> None:
+def _check_obs_stats(config: PPOConfig, obs_stats: ObsStats | None) -> None:
     if config.normalize_obs and obs_stats is None:
         raise ValueError(
             "config.normalize_obs is True: pass the TrainOutput (it holds the observation "
@@ -60,7 +63,7 @@ def policy_step_fn(
     vec_env: VecEnv,
     network: Any,
     params: Any,
-    obs_stats: RunningMeanStd | None,
+    obs_stats: ObsStats | None,
 ) -> PolicyStep:
     """``step(carry, obs [B, *obs_shape], episode_start [B], rng=None) -> (env action
     [B, ...], carry)`` for network ``params``: one step of the policy on raw observations
@@ -69,18 +72,17 @@ def policy_step_fn(
     spec = vec_env.action_spec
 
     def step(
-        carry: Any, obs: jax.Array, episode_start: jax.Array, rng: jax.Array | None = None
+        carry: Any, obs: Any, episode_start: jax.Array, rng: jax.Array | None = None
     ) -> tuple[jax.Array, Any]:
-        obs = jnp.asarray(obs, jnp.float32)
+        obs = jax.tree.map(jnp.asarray, obs)
         if config.normalize_obs:
-            obs = obs_stats.normalize(obs, config.obs_clip)
-        out = apply_network(network.apply, params, carry, obs[None], episode_start[None])
-        policy = first_step_outputs(out, obs.shape[0]).policy
+            obs = normalize_observation(obs_stats, obs, config.obs_clip)
+        out = apply_network(
+            network.apply, params, carry, jax.tree.map(lambda x: x[None], obs), episode_start[None]
+        )
+        policy = first_step_outputs(out, episode_start.shape[0]).policy
         if rng is None:  # deterministic: the distribution's mode
-            if spec.discrete:
-                action = jnp.argmax(policy.logits_or_mean, axis=-1)
-            else:
-                action = policy.logits_or_mean
+            action = distribution_mode(policy)
         else:
             action = make_distribution(policy).sample(seed=rng)
         if not spec.discrete:
@@ -125,13 +127,13 @@ def _policy_step(
     vec_env: VecEnv,
     network: Any,
     params: Any,
-    obs_stats: RunningMeanStd | None,
+    obs_stats: ObsStats | None,
     carry: Any,
-    obs: jax.Array,
+    obs: Any,
     rng: jax.Array | None = None,
 ) -> tuple[jax.Array, Any]:
     step = policy_step_fn(config, vec_env, network, params, obs_stats)
-    return step(carry, obs, jnp.zeros(obs.shape[0], bool), rng)
+    return step(carry, obs, jnp.zeros(jax.tree.leaves(obs)[0].shape[0], bool), rng)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
@@ -142,7 +144,7 @@ def _evaluate(
     max_steps: int,
     deterministic: bool,
     params: Any,
-    obs_stats: RunningMeanStd | None,
+    obs_stats: ObsStats | None,
     rng: jax.Array,
 ) -> EvalResult:
     step = policy_step_fn(config, vec_env, network, params, obs_stats)
@@ -168,7 +170,7 @@ class Policy:
     vec_env: VecEnv
     network: Any
     params: Any
-    obs_stats: RunningMeanStd | None
+    obs_stats: ObsStats | None
     recurrent: bool
 
     def initial_carry(self, batch_size: int | None = None) -> Any:
@@ -177,7 +179,7 @@ class Policy:
         carry = self.network.initial_carry(1 if batch_size is None else batch_size)
         return carry if batch_size is not None else jax.tree.map(lambda x: x[0], carry)
 
-    def __call__(self, obs: jax.Array, *args: Any, rng: jax.Array | None = None) -> Any:
+    def __call__(self, obs: Any, *args: Any, rng: jax.Array | None = None) -> Any:
         if self.recurrent:
             if len(args) > 2 or (len(args) == 2 and rng is not None):
                 raise TypeError("a recurrent policy is called as policy(obs, carry, rng=None)")
@@ -191,10 +193,12 @@ class Policy:
             if len(args) > 1 or (args and rng is not None):
                 raise TypeError("a feed-forward policy is called as policy(obs, rng=None)")
             carry, rng = (), args[0] if args else rng
-        obs = jnp.asarray(obs)
-        unbatched = obs.ndim == len(self.vec_env.obs_shape)
+        obs = jax.tree.map(jnp.asarray, obs)
+        first_obs, first_spec = jax.tree.leaves(obs)[0], jax.tree.leaves(self.vec_env.obs_spec)[0]
+        unbatched = first_obs.ndim == first_spec.ndim
         if unbatched:
-            obs, carry = obs[None], jax.tree.map(lambda x: jnp.asarray(x)[None], carry)
+            obs = jax.tree.map(lambda x: x[None], obs)
+            carry = jax.tree.map(lambda x: jnp.asarray(x)[None], carry)
         action, carry = _policy_step(
             self.config, self.vec_env, self.network, self.params, self.obs_stats, carry, obs, rng
         )
@@ -208,7 +212,7 @@ def make_policy(
     config: PPOConfig | Mapping[str, Any],
     env: Any = None,
     env_params: Any = None,
-    obs_stats: RunningMeanStd | None = None,
+    obs_stats: ObsStats | None = None,
     network: Any = None,
 ) -> Policy:
     """A compiled :class:`Policy` for deployment or rendering: ``act(obs, rng=None) ->
@@ -237,7 +241,7 @@ def evaluate(
     deterministic: bool = True,
     env: Any = None,
     env_params: Any = None,
-    obs_stats: RunningMeanStd | None = None,
+    obs_stats: ObsStats | None = None,
     max_steps: int | None = None,
     network: Any = None,
 ) -> EvalResult:
@@ -283,7 +287,7 @@ def run_episodes(
     obs, state = vec_env.reset(reset_key)
 
     class Carry(NamedTuple):
-        obs: jax.Array
+        obs: Any
         state: Any
         network_carry: Any
         episode_start: jax.Array

@@ -29,7 +29,7 @@ class Batch(NamedTuple):
     data; ``advantage`` and ``target`` come from :func:`purejaxppo.compute_gae`.
     """
 
-    obs: jax.Array
+    obs: Any  # an array, or a pytree of them (structured observations)
     action: jax.Array
     policy_params: PolicyParams
     log_prob: jax.Array
@@ -54,7 +54,7 @@ def flatten_steps(tree: Any) -> Any:
         log_std = tree.log_std
         if log_std is not None and shared_log_std(tree) is None:
             log_std = flatten_steps(log_std)
-        return PolicyParams(flatten_steps(tree.logits_or_mean), log_std)
+        return tree.replace(logits_or_mean=flatten_steps(tree.logits_or_mean), log_std=log_std)
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
 
 

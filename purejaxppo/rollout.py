@@ -25,7 +25,7 @@ class RunnerState(NamedTuple):
 
     train_state: TrainState
     env_state: VecEnvState
-    obs: jax.Array  # [N, *obs_shape]: what the policy acts on next
+    obs: Any  # [N, *obs_shape] (leaves, if structured): what the policy acts on next
     rng: jax.Array  # training's stream: split every update
     kl_beta: jax.Array  # the KL-penalty coefficient (adapted per update by "kl_penalty")
     eval_rng: jax.Array  # periodic evaluation's own stream, never split by training
@@ -51,7 +51,7 @@ class Transition(NamedTuple):
     (``()`` for a feed-forward network): stored once per rollout, not per step.
     """
 
-    obs: jax.Array
+    obs: Any
     episode_start: jax.Array
     action: jax.Array
     policy_params: PolicyParams
@@ -80,11 +80,16 @@ class _StepInputs(NamedTuple):
 
 class _StepCarry(NamedTuple):
     runner: RunnerState
-    previous_final_obs: jax.Array  # [N, *obs_shape]: the last step's true next observation
+    previous_final_obs: Any  # [N, *obs_shape]: the last step's true next observation
 
 
 def _concat(a: Any, b: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.concatenate([x, y]), a, b)
+
+
+def _lead(tree: Any) -> Any:
+    """A length-1 time axis in front of every leaf: ``[N, ...]`` -> ``[1, N, ...]``."""
+    return jax.tree.map(lambda x: x[None], tree)
 
 
 def first_step_outputs(out: NetworkOutput, num_envs: int) -> NetworkOutput:
@@ -98,7 +103,7 @@ def first_step_outputs(out: NetworkOutput, num_envs: int) -> NetworkOutput:
     log_std = out.policy.log_std
     if log_std is not None and shared_log_std(out.policy) is None:
         log_std = first(log_std)
-    policy = PolicyParams(first(out.policy.logits_or_mean), log_std)
+    policy = out.policy.replace(logits_or_mean=first(out.policy.logits_or_mean), log_std=log_std)
     carry = jax.tree.map(lambda x: x[:num_envs], out.carry)
     return NetworkOutput(carry, policy, out.value[0, :num_envs])
 
@@ -139,7 +144,7 @@ def collect_rollout(
     never_starts = jnp.zeros(num_envs, bool)
     log_std = shared_log_std(
         apply_network(
-            apply_fn, params, runner.carry, runner.obs[None], runner.episode_start[None]
+            apply_fn, params, runner.carry, _lead(runner.obs), runner.episode_start[None]
         ).policy
     )
 
@@ -147,7 +152,7 @@ def collect_rollout(
         runner = carry.runner
         out = first_step_outputs(
             apply_network(
-                apply_fn, params, runner.carry, runner.obs[None], runner.episode_start[None]
+                apply_fn, params, runner.carry, _lead(runner.obs), runner.episode_start[None]
             ),
             num_envs,
         )
@@ -155,7 +160,7 @@ def collect_rollout(
             apply_fn,
             params,
             _concat(runner.carry, runner.carry),
-            jnp.concatenate([runner.obs, carry.previous_final_obs])[None],
+            _lead(_concat(runner.obs, carry.previous_final_obs)),
             jnp.concatenate([runner.episode_start, never_starts])[None],
         ).value[0]
         action = sample_with_noise(out.policy, inputs.action_noise)
@@ -165,7 +170,7 @@ def collect_rollout(
             obs=runner.obs,
             episode_start=runner.episode_start,
             action=action,
-            policy_params=out.policy if log_std is None else out.policy._replace(log_std=None),
+            policy_params=out.policy if log_std is None else out.policy.replace(log_std=None),
             log_prob=log_prob,
             value=values[:num_envs],
             next_value=values[num_envs:],  # of step t - 1: shifted after the loop
@@ -182,12 +187,12 @@ def collect_rollout(
 
     carry, traj = jax.lax.scan(env_step, _StepCarry(runner, runner.obs), inputs)
     last = apply_network(
-        apply_fn, params, carry.runner.carry, carry.previous_final_obs[None], never_starts[None]
+        apply_fn, params, carry.runner.carry, _lead(carry.previous_final_obs), never_starts[None]
     )
     next_value = jnp.concatenate([traj.next_value[1:], last.value])
     traj = traj._replace(next_value=next_value, start_carry=runner.carry)
     if log_std is not None:
-        traj = traj._replace(policy_params=traj.policy_params._replace(log_std=log_std))
+        traj = traj._replace(policy_params=traj.policy_params.replace(log_std=log_std))
     return carry.runner._replace(rng=rng), traj
 
 
@@ -197,4 +202,4 @@ def per_sample_policy(policy: PolicyParams) -> PolicyParams:
     log_std = shared_log_std(policy)
     if log_std is None:
         return policy
-    return policy._replace(log_std=jnp.broadcast_to(log_std, policy.logits_or_mean.shape))
+    return policy.replace(log_std=jnp.broadcast_to(log_std, policy.logits_or_mean.shape))

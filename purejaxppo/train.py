@@ -14,7 +14,7 @@ from flax.training.train_state import TrainState
 
 from purejaxppo import counters
 from purejaxppo.config import PPOConfig, PPOHyperparams, as_config, check_sequence_minibatches
-from purejaxppo.envs import VecEnv, VecEnvState, make_env
+from purejaxppo.envs import VecEnv, VecEnvState, make_env, observation_layout
 from purejaxppo.gae import compute_gae
 from purejaxppo.losses import Batch, LossCoefficients, flatten_steps
 from purejaxppo.networks import (
@@ -59,17 +59,16 @@ def build_network(config: PPOConfig, vec_env: VecEnv, network: Any = None) -> An
     env's observations and actions. Checked against the env (abstractly, before any
     tracing): ``ValueError`` saying what was expected if it does not fit."""
     spec = vec_env.action_spec
-    obs_shape = vec_env.obs_shape
-    obs_dtype = np.dtype(np.float32) if config.normalize_obs else vec_env.obs_dtype
     if network is None:
-        network = builtin_network(config, obs_shape, spec.dim, spec.discrete)
+        layout = observation_layout(vec_env.obs_spec)
+        network = builtin_network(config, layout, spec.dim, spec.discrete, spec.nvec)
     elif config.network != "mlp":
         raise ValueError(
             f"config.network = {config.network!r} and network={type(network).__name__}(...) "
             "both choose the network: leave config.network at its default 'mlp' when "
             "passing your own"
         )
-    check_network(network, obs_shape, obs_dtype, spec.dim, spec.discrete)
+    check_network(network, vec_env.policy_obs_spec, None, spec.dim, spec.discrete, spec.nvec)
     if is_recurrent(network):
         check_sequence_minibatches(config.num_envs, config.num_minibatches, type(network).__name__)
     return network
@@ -258,7 +257,7 @@ def make_trainer(
             hyperparams = config.hyperparams()
         # split(rng, 4)[:3] == split(rng, 3): evaluation's stream leaves training's as it was
         rng, init_key, reset_key, eval_rng = jax.random.split(rng, 4)
-        params = init_variables(network, init_key, vec_env.obs_shape, vec_env.obs_dtype)
+        params = init_variables(network, init_key, vec_env.policy_obs_spec)
         train_state = TrainState.create(apply_fn=network.apply, params=params, tx=optimizer)
         train_state = set_optimizer_hyperparams(
             train_state, hyperparams.lr, hyperparams.max_grad_norm

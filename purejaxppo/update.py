@@ -247,7 +247,9 @@ def update_policy(
         return jax.lax.cond(stopped, skip, step, ts, mb)
 
     def epoch(carry: _EpochCarry, shuffle_key: jax.Array) -> tuple[_EpochCarry, StepInfo]:
-        indices = minibatch_indices(shuffle_key, batch.obs.shape[1], config.num_minibatches)
+        indices = minibatch_indices(
+            shuffle_key, batch.episode_start.shape[1], config.num_minibatches
+        )
         train_state, steps = jax.lax.scan(
             lambda ts, idx: take_or_skip(carry.stopped, ts, gather_minibatch(batch, idx)),
             carry.train_state,

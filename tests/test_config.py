@@ -416,7 +416,7 @@ class _MatrixBoxEnv(_TupleActionEnv):
     [
         (
             _TupleActionEnv,
-            r"action space Tuple.*not supported: use a Discrete or a one-dimensional",
+            r"action space Tuple.*not supported: use a Discrete, a purejaxppo.envs.MultiDiscrete or a one-dimensional",
         ),
         (_MatrixBoxEnv, r"Box action space must be one-dimensional"),
     ],

@@ -172,10 +172,10 @@ def test_every_objective_learns_with_a_recurrent_policy_and_reports_the_exact_kl
             trainer, new_params, carry, traj.obs[:, n], traj.episode_start[:, n]
         )
         old = make_distribution(
-            traj.policy_params._replace(logits_or_mean=traj.policy_params.logits_or_mean[:, n])
+            traj.policy_params.replace(logits_or_mean=traj.policy_params.logits_or_mean[:, n])
         )
         kls.append(
-            old.kl_divergence(make_distribution(traj.policy_params._replace(logits_or_mean=logits)))
+            old.kl_divergence(make_distribution(traj.policy_params.replace(logits_or_mean=logits)))
         )
     assert float(metrics["kl"]) == pytest.approx(float(jnp.mean(jnp.stack(kls))), rel=1e-4)
     assert float(metrics["kl"]) > 0

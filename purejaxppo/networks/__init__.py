@@ -12,9 +12,12 @@ from typing import Any
 
 from purejaxppo.networks.cnn import CNNActorCritic, PatchConv, check_image_shape
 from purejaxppo.networks.distributions import (
+    MASKED_LOGIT,
     PolicyParams,
     action_noise,
+    distribution_mode,
     make_distribution,
+    mask_policy,
     sample_with_noise,
     shared_log_std,
 )
@@ -27,11 +30,14 @@ from purejaxppo.networks.mlp import (
     ActorCritic,
     actor_critic_heads,
     flatten_observation,
+    is_structured,
     mlp_kernel_gains,
+    observation_size,
 )
 from purejaxppo.networks.protocol import (
     NetworkOutput,
     apply_network,
+    as_obs_spec,
     check_network,
     init_variables,
     is_recurrent,
@@ -41,13 +47,19 @@ from purejaxppo.networks.recurrent import RecurrentActorCritic
 
 
 def builtin_network(
-    config: Any, obs_shape: tuple[int, ...], action_dim: int, discrete: bool
+    config: Any,
+    obs_shape: Any,
+    action_dim: int,
+    discrete: bool,
+    nvec: tuple[int, ...] | None = None,
 ) -> Any:
-    """The built-in network ``config.network`` names, for this observation shape and
-    action space (``ValueError`` if a ``"cnn"`` would not see an image)."""
+    """The built-in network ``config.network`` names, for this observation shape (or
+    structured layout, :func:`purejaxppo.envs.observation_layout`) and action space
+    (``ValueError`` if a ``"cnn"`` would not see an image)."""
     common = {
         "action_dim": action_dim,
         "discrete": discrete,
+        "nvec": nvec,
         "obs_shape": tuple(obs_shape),
         "hidden_sizes": config.hidden_sizes,
         "activation": config.activation,
@@ -65,6 +77,7 @@ __all__ = [
     "ACTIVATION_FNS",
     "ACTOR_OUT_GAIN",
     "CRITIC_OUT_GAIN",
+    "MASKED_LOGIT",
     "MLP",
     "ActorCritic",
     "CNNActorCritic",
@@ -75,14 +88,19 @@ __all__ = [
     "action_noise",
     "actor_critic_heads",
     "apply_network",
+    "as_obs_spec",
     "builtin_network",
     "check_image_shape",
     "check_network",
+    "distribution_mode",
     "flatten_observation",
     "init_variables",
     "is_recurrent",
+    "is_structured",
     "make_distribution",
+    "mask_policy",
     "mlp_kernel_gains",
+    "observation_size",
     "orthogonal_init",
     "orthogonal_kernels",
     "reset_carry",

@@ -6,6 +6,7 @@ heads. Feed-forward: its carry is empty."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 
 from purejaxppo.networks.distributions import PolicyParams
 from purejaxppo.networks.init import orthogonal_init
-from purejaxppo.networks.mlp import actor_critic_heads
+from purejaxppo.networks.mlp import actor_critic_heads, flatten_observation, is_structured
 
 
 class PatchConv(nn.Module):
@@ -47,16 +48,20 @@ class CNNActorCritic(nn.Module):
     """:class:`PatchConv` (``conv_features`` filters of ``kernel_size`` x ``kernel_size``,
     VALID) + ReLU, flattened,
     then :func:`actor_critic_heads`. Observations ``[*batch, H, W, C]`` in any dtype (cast
-    to float32); the torso's parameters count as the actor's for per-network clipping."""
+    to float32); the torso's parameters count as the actor's for per-network clipping.
+    A structured observation (``obs_shape``: its leaves' shapes) has exactly one image
+    leaf ``[H, W, C]``, which goes through the torso; every other leaf is flattened and
+    concatenated to the torso's features."""
 
     action_dim: int
     discrete: bool
-    obs_shape: tuple[int, ...]
+    obs_shape: Any
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
     conv_features: int = 16
     kernel_size: int = 3
+    nvec: tuple[int, ...] | None = None
 
     @nn.nowrap
     def initial_carry(self, batch_size: int) -> tuple[()]:
@@ -69,7 +74,8 @@ class CNNActorCritic(nn.Module):
         self, carry: tuple[()], obs: jax.Array, episode_start: jax.Array
     ) -> tuple[tuple[()], PolicyParams, jax.Array]:
         del episode_start
-        x = jnp.asarray(obs).astype(jnp.float32)
+        image, others = _split_image(obs, self.obs_shape)
+        x = jnp.asarray(image).astype(jnp.float32)
         conv = PatchConv(
             self.conv_features,
             self.kernel_size,
@@ -77,15 +83,44 @@ class CNNActorCritic(nn.Module):
             name="torso",
         )
         x = nn.relu(conv(x))
-        features = x.reshape(*x.shape[:-3], -1)
+        features = jnp.concatenate(
+            [x.reshape(*x.shape[:-3], -1)]
+            + [flatten_observation(leaf, shape) for leaf, shape in others],
+            axis=-1,
+        )
         policy, value = actor_critic_heads(self, features)
         return carry, policy, value
 
 
-def check_image_shape(obs_shape: tuple[int, ...], kernel_size: int = 3) -> None:
-    """``ValueError`` unless ``obs_shape`` is ``[H, W, C]`` with ``H, W >= kernel_size``."""
-    if len(obs_shape) != 3 or min(obs_shape[:2]) < kernel_size:
+def _image_leaf(obs_shape: Any) -> int | None:
+    """Index of the only ``[H, W, C]`` leaf of a structured layout, else None."""
+    ranks = [len(shape) for shape in obs_shape]
+    return ranks.index(3) if ranks.count(3) == 1 else None
+
+
+def _split_image(obs: Any, obs_shape: Any) -> tuple[jax.Array, list[tuple[jax.Array, Any]]]:
+    """``(image [*batch, H, W, C], [(other leaf, its shape), ...])``."""
+    if not is_structured(obs_shape):
+        return obs, []
+    leaves, index = jax.tree.leaves(obs), _image_leaf(obs_shape)
+    others = [
+        (leaf, shape)
+        for i, (leaf, shape) in enumerate(zip(leaves, obs_shape, strict=True))
+        if i != index
+    ]
+    return leaves[index], others
+
+
+def check_image_shape(obs_shape: Any, kernel_size: int = 3) -> None:
+    """``ValueError`` unless ``obs_shape`` is ``[H, W, C]`` with ``H, W >= kernel_size``
+    (for a structured layout: exactly one leaf is)."""
+    image = obs_shape
+    if is_structured(obs_shape):
+        index = _image_leaf(obs_shape)
+        image = obs_shape[index] if index is not None else ()
+    if len(image) != 3 or min(image[:2]) < kernel_size:
         raise ValueError(
-            f"network='cnn' needs image observations [H, W, C] with H, W >= {kernel_size}; "
-            f"this env's observations have shape {tuple(obs_shape)}: use network='mlp'"
+            f"network='cnn' needs image observations [H, W, C] with H, W >= {kernel_size} "
+            f"(structured ones: exactly one such part); this env's observations have "
+            f"shape {tuple(obs_shape)}: use network='mlp'"
         )

@@ -32,8 +32,22 @@ ACTIVATION_FNS: dict[str, Callable[[jax.Array], jax.Array]] = {
 }
 
 
-def flatten_observation(obs: jax.Array, obs_shape: Sequence[int]) -> jax.Array:
-    """``[*batch, *obs_shape]`` (any dtype) -> ``[*batch, prod(obs_shape)]`` float32."""
+ObsLayout = Any  # tuple[int, ...] (one array) or tuple[tuple[int, ...], ...] (its leaves)
+
+
+def is_structured(obs_shape: ObsLayout) -> bool:
+    """Whether ``obs_shape`` describes a structured observation: the tuple of its leaves'
+    shapes (:func:`purejaxppo.envs.observation_layout`) rather than one array's shape."""
+    return len(obs_shape) > 0 and isinstance(obs_shape[0], (tuple, list))
+
+
+def observation_size(obs_shape: ObsLayout) -> int:
+    """Number of features :func:`flatten_observation` gives."""
+    shapes = obs_shape if is_structured(obs_shape) else (obs_shape,)
+    return sum(int(np.prod(shape, dtype=int)) for shape in shapes)
+
+
+def _flatten_leaf(obs: jax.Array, obs_shape: Sequence[int]) -> jax.Array:
     obs = jnp.asarray(obs)
     batch_shape = obs.shape[: obs.ndim - len(obs_shape)]
     if tuple(obs.shape[obs.ndim - len(obs_shape) :]) != tuple(obs_shape):
@@ -42,6 +56,20 @@ def flatten_observation(obs: jax.Array, obs_shape: Sequence[int]) -> jax.Array:
             f"shape {tuple(obs_shape)}"
         )
     return obs.reshape(*batch_shape, int(np.prod(obs_shape, dtype=int))).astype(jnp.float32)
+
+
+def flatten_observation(obs: Any, obs_shape: ObsLayout) -> jax.Array:
+    """``[*batch, *obs_shape]`` (any dtype) -> ``[*batch, prod(obs_shape)]`` float32. A
+    structured observation (a pytree, ``obs_shape`` its leaves' shapes) has every leaf
+    flattened so and concatenated in ``jax.tree.leaves`` order (the action mask, too)."""
+    if not is_structured(obs_shape):
+        return _flatten_leaf(obs, obs_shape)
+    leaves = jax.tree.leaves(obs)
+    if len(leaves) != len(obs_shape):
+        raise ValueError(f"observation with {len(leaves)} leaves; the env's has {len(obs_shape)}")
+    return jnp.concatenate(
+        [_flatten_leaf(leaf, shape) for leaf, shape in zip(leaves, obs_shape, strict=True)], axis=-1
+    )
 
 
 def mlp_kernel_gains(num_hidden: int, out_gain: float) -> tuple[float, ...]:
@@ -74,14 +102,15 @@ CRITIC_OUT_GAIN = 1.0
 def actor_critic_heads(module: nn.Module, features: jax.Array) -> tuple[PolicyParams, jax.Array]:
     """Separate actor and critic :class:`MLP` heads on ``features`` ``[*batch, F]``, as
     submodules ``actor`` and ``critic`` of ``module`` (call from its compact method; its
-    fields ``action_dim``, ``discrete``, ``hidden_sizes``, ``activation`` and
-    ``log_std_init`` shape them): ``(PolicyParams [*batch, A], value [*batch])``; a
-    Gaussian's log-std is the state-independent parameter ``log_std`` ``[A]``."""
+    fields ``action_dim``, ``discrete``, ``hidden_sizes``, ``activation``,
+    ``log_std_init`` and ``nvec`` shape them): ``(PolicyParams [*batch, A], value
+    [*batch])``; a Gaussian's log-std is the state-independent parameter ``log_std``
+    ``[A]``."""
     sizes, activation = module.hidden_sizes, module.activation
     out = MLP(sizes, activation, module.action_dim, ACTOR_OUT_GAIN, name="actor")(features)
     value = MLP(sizes, activation, 1, CRITIC_OUT_GAIN, name="critic")(features)[..., 0]
     if module.discrete:
-        return PolicyParams(out), value
+        return PolicyParams(out, nvec=module.nvec), value
     init = nn.initializers.constant(module.log_std_init)
     return PolicyParams(out, module.param("log_std", init, (module.action_dim,))), value
 
@@ -89,7 +118,9 @@ def actor_critic_heads(module: nn.Module, features: jax.Array) -> tuple[PolicyPa
 class ActorCritic(nn.Module):
     """The ``"mlp"`` network: ``apply(params, carry, obs, episode_start) -> (carry,
     PolicyParams, value)`` (the protocol), with an empty carry ``()``; observations
-    ``[*batch, *obs_shape]`` are flattened and cast to float32.
+    ``[*batch, *obs_shape]`` are flattened and cast to float32 (structured ones: every
+    leaf, concatenated; ``obs_shape`` is then the tuple of the leaves' shapes). ``nvec``:
+    the components of a MultiDiscrete action space (``action_dim = sum(nvec)``).
 
     ``policy_params`` (``[*batch, A]``) and ``value`` (``[*batch]``) are also callable
     alone via ``method=``, on any batch shape.
@@ -97,10 +128,11 @@ class ActorCritic(nn.Module):
 
     action_dim: int
     discrete: bool
-    obs_shape: tuple[int, ...]
+    obs_shape: ObsLayout
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
+    nvec: tuple[int, ...] | None = None
 
     def setup(self) -> None:
         self.actor = MLP(self.hidden_sizes, self.activation, self.action_dim, ACTOR_OUT_GAIN)
@@ -117,7 +149,7 @@ class ActorCritic(nn.Module):
         ``log_std_init``), from :func:`orthogonal_kernels`: the program compiles in a
         fraction of the time of flax's layer-by-layer init. (Not the same numbers as
         ``self.init`` for the same key: another draw of the same distribution.)"""
-        fan_in = int(np.prod(self.obs_shape, dtype=int))
+        fan_in = observation_size(self.obs_shape)
         heads = {"actor": (self.action_dim, ACTOR_OUT_GAIN), "critic": (1, CRITIC_OUT_GAIN)}
         shapes, gains = [], []
         for out_dim, out_gain in heads.values():
@@ -153,7 +185,7 @@ class ActorCritic(nn.Module):
         policy's log-std is state-independent and returned once, ``[A]``."""
         out = self._on_rows(self.actor, obs)
         if self.discrete:
-            return PolicyParams(out)
+            return PolicyParams(out, nvec=self.nvec)
         return PolicyParams(out, self.log_std)
 
     def value(self, obs: jax.Array) -> jax.Array:

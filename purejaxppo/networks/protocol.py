@@ -7,7 +7,8 @@ A network is a flax module with two methods::
     __call__(carry, obs, episode_start) -> (carry, PolicyParams, value)
 
 - ``obs``: ``[T, B, *obs_shape]``, ``T`` steps of ``B`` independent sequences, in the
-  env's own dtype (the network casts, flattens or keeps the image: its choice).
+  env's own dtype (the network casts, flattens or keeps the image: its choice); for
+  structured observations a pytree (a dict, say) whose leaves are ``[T, B, ...]``.
 - ``episode_start``: bool ``[T, B]``, true where ``obs[t, b]`` is the first observation
   of an episode. A recurrent network must reset its carry to the initial one *before*
   that step (:func:`reset_carry`); a feed-forward one ignores it.
@@ -16,6 +17,12 @@ A network is a flax module with two methods::
 - outputs: :class:`PolicyParams` with ``logits_or_mean`` ``[T, B, A]`` (and a
   diagonal Gaussian's ``log_std``, ``[T, B, A]`` or state-independent ``[A]``), and
   ``value`` ``[T, B]``.
+
+For a MultiDiscrete action space the policy's logits are ``[T, B, sum(nvec)]`` with
+``PolicyParams(..., nvec=nvec)``. Where the observation is a dict with an
+``"action_mask"``, :func:`apply_network` sets the logits of illegal actions to
+:data:`~purejaxppo.networks.distributions.MASKED_LOGIT` after the network has run: a
+network never has to mask (it may read the mask as an input).
 
 A feed-forward network is the same protocol with an empty carry: ``initial_carry``
 returns ``()`` and ``__call__`` returns the carry it was given. A network is recurrent
@@ -31,14 +38,13 @@ Parameters under a top-level submodule named ``critic`` count as the critic's fo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from purejaxppo.networks.distributions import PolicyParams
+from purejaxppo.envs.spaces import action_mask_of
+from purejaxppo.networks.distributions import PolicyParams, mask_policy
 
 
 class NetworkOutput(NamedTuple):
@@ -67,22 +73,40 @@ def reset_carry(episode_start: jax.Array, carry: Any, initial_carry: Any) -> Any
 
 
 def apply_network(
-    apply_fn: Any, params: Any, carry: Any, obs: jax.Array, episode_start: jax.Array
+    apply_fn: Any, params: Any, carry: Any, obs: Any, episode_start: jax.Array
 ) -> NetworkOutput:
     """``apply_fn(params, carry, obs, episode_start)`` (a network's ``apply``) as a
-    :class:`NetworkOutput`."""
-    return NetworkOutput(*apply_fn(params, carry, obs, episode_start))
+    :class:`NetworkOutput`, with the observation's action mask, if any, applied to the
+    policy (:func:`~purejaxppo.networks.distributions.mask_policy`)."""
+    carry, policy, value = apply_fn(params, carry, obs, episode_start)
+    return NetworkOutput(carry, mask_policy(policy, action_mask_of(obs)), value)
+
+
+def as_obs_spec(obs_shape: Any, obs_dtype: Any = jnp.float32) -> Any:
+    """One observation's spec: ``obs_shape`` itself if it is already a (pytree of)
+    ``jax.ShapeDtypeStruct``, else ``ShapeDtypeStruct(obs_shape, obs_dtype)``."""
+    leaves = jax.tree.leaves(obs_shape)
+    if leaves and all(isinstance(x, jax.ShapeDtypeStruct) for x in leaves):
+        return obs_shape
+    return jax.ShapeDtypeStruct(tuple(obs_shape), obs_dtype)
+
+
+def _batched(obs_spec: Any, *lead: int) -> Any:
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct((*lead, *s.shape), s.dtype), obs_spec)
 
 
 def init_variables(
-    network: Any, key: jax.Array, obs_shape: Sequence[int], obs_dtype: Any = jnp.float32
+    network: Any, key: jax.Array, obs_shape: Any, obs_dtype: Any = jnp.float32
 ) -> Any:
     """The network's initial variables: ``network.init_params(key)`` if it has one, else
-    ``network.init`` on one dummy observation ``[1, 1, *obs_shape]``."""
+    ``network.init`` on one dummy observation ``[1, 1, *obs_shape]``. ``obs_shape`` may
+    be a (pytree of) ``jax.ShapeDtypeStruct`` for one observation instead."""
     init_params = getattr(network, "init_params", None)
     if callable(init_params):
         return init_params(key)
-    obs = jnp.zeros((1, 1, *obs_shape), obs_dtype)
+    obs = jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), _batched(as_obs_spec(obs_shape, obs_dtype), 1, 1)
+    )
     return network.init(key, network.initial_carry(1), obs, jnp.ones((1, 1), bool))
 
 
@@ -92,13 +116,16 @@ def _describe(tree: Any) -> str:
 
 def check_network(
     network: Any,
-    obs_shape: Sequence[int],
+    obs_shape: Any,
     obs_dtype: Any,
     action_dim: int,
     discrete: bool,
+    nvec: tuple[int, ...] | None = None,
 ) -> None:
     """Raise ``ValueError`` (saying what was expected) unless ``network`` follows the
-    protocol for this env: traced abstractly (``jax.eval_shape``), nothing is computed."""
+    protocol for this env: traced abstractly (``jax.eval_shape``), nothing is computed.
+    ``obs_shape`` may be a (pytree of) ``jax.ShapeDtypeStruct`` (``obs_dtype`` is then
+    unused); ``nvec``: the MultiDiscrete components the policy must declare."""
     name = type(network).__name__
     for method in ("initial_carry", "init", "apply"):
         if not callable(getattr(network, method, None)):
@@ -115,22 +142,21 @@ def check_network(
             f"programs): give its fields tuples rather than lists or dicts ({error})"
         ) from error
     steps, batch = 2, 3
+    obs_spec = as_obs_spec(obs_shape, obs_dtype)
     try:
         carry = jax.eval_shape(lambda: network.initial_carry(batch))
-        variables = jax.eval_shape(
-            lambda: init_variables(network, jax.random.key(0), obs_shape, obs_dtype)
-        )
+        variables = jax.eval_shape(lambda: init_variables(network, jax.random.key(0), obs_spec))
         out = jax.eval_shape(
             network.apply,
             variables,
             carry,
-            jax.ShapeDtypeStruct((steps, batch, *obs_shape), obs_dtype),
+            _batched(obs_spec, steps, batch),
             jax.ShapeDtypeStruct((steps, batch), jnp.bool_),
         )
     except Exception as error:  # a user's module: say which call failed, keep the cause
         raise ValueError(
-            f"network {name} failed on observations of shape [T, B, *{tuple(obs_shape)}] "
-            f"({np.dtype(obs_dtype).name}): {type(error).__name__}: {error}"
+            f"network {name} failed on observations [T, B, ...] of "
+            f"{_describe(obs_spec)}: {type(error).__name__}: {error}"
         ) from error
     expected = (
         f"(carry, PolicyParams(logits_or_mean=[T, B, {action_dim}], log_std="
@@ -152,6 +178,12 @@ def check_network(
         log_std_ok = policy.log_std is not None and tuple(policy.log_std.shape) in (
             (action_dim,),
             (steps, batch, action_dim),
+        )
+    if discrete and policy.nvec != (tuple(nvec) if nvec is not None else None):
+        raise ValueError(
+            f"network {name} returned PolicyParams with nvec={policy.nvec}; this env's "
+            f"action space needs nvec={nvec}"
+            + (" (MultiDiscrete: PolicyParams(logits, nvec=nvec))" if nvec else "")
         )
     if not (logits_ok and log_std_ok and tuple(getattr(value, "shape", ())) == (steps, batch)):
         raise ValueError(

@@ -59,12 +59,13 @@ class RecurrentActorCritic(nn.Module):
 
     action_dim: int
     discrete: bool
-    obs_shape: tuple[int, ...]
+    obs_shape: Any  # one array's shape, or the leaves' shapes of a structured observation
     cell: str = "gru"
     hidden_size: int = 128
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
+    nvec: tuple[int, ...] | None = None
 
     @nn.nowrap
     def initial_carry(self, batch_size: int) -> Any:

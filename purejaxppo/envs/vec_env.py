@@ -1,14 +1,15 @@
-"""Environments: gymnax look-up, action-space handling and a batched env with statistics.
+"""Batched environments: :class:`VecEnv` steps ``num_envs`` copies of an env that follows
+the contract, with episode statistics and, optionally, running-mean/std normalisation
+of observations and rewards whose statistics are part of the (jittable, vmappable)
+env state.
 
-The only internal contract is gymnax >= 1.0's step::
+The contract is gymnax >= 1.0's step::
 
     obs, state, reward, terminated, truncated, info = env.step(key, state, action, params)
 
 where the env auto-resets (``obs`` is then the next episode's first observation) and
 ``info["final_observation"]`` is the true last observation of the finished episode.
-:class:`VecEnv` steps ``num_envs`` copies at once and adds episode statistics and,
-optionally, running-mean/std normalisation of observations and rewards whose
-statistics are part of the (jittable, vmappable) env state.
+Every suite's adapter (:mod:`purejaxppo.envs.registry`) produces exactly this.
 
 gymnax's own ``Environment.step`` draws a fresh reset for every env on every step and
 keeps it where the episode ended. For an env that does not override that method,
@@ -22,27 +23,25 @@ each one is a loop of small kernels.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 from typing import Any, NamedTuple
 
 import chex
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from gymnax.environments import spaces
-from gymnax.environments.classic_control.cartpole import CartPole
 from gymnax.environments.environment import Environment
 
 from purejaxppo import counters
-
-# Registered gymnax environments that cannot be built offline.
-NEEDS_DOWNLOAD = {
-    "MNISTBandit-bsuite": "it downloads the MNIST data set when constructed, and this "
-    "library never fetches data at run time",
-}
+from purejaxppo.envs.spaces import (
+    ActionSpec,
+    action_spec,
+    check_observation,
+    join_action_mask,
+    split_action_mask,
+    zero_action,
+)
 
 _STD_EPS = 1e-8
 
@@ -50,119 +49,6 @@ _STD_EPS = 1e-8
 # every classic-control env at any sensible num_envs fits, MinAtar at 64 envs does not
 # (about 2 KB per reset); those reset inside the step, as gymnax's own step does.
 MAX_RESET_DRAW_BYTES = 8 * 2**20
-
-
-class StatelessCartPole(CartPole):
-    """CartPole-v1 with the two velocities removed from the observation, which is
-    ``(x, theta)``: a partially observed task (POPGym's StatelessCartPole). The
-    velocities must be inferred from successive observations, which a feed-forward
-    policy cannot do; dynamics, rewards, termination and the 500-step limit are
-    CartPole-v1's."""
-
-    def get_obs(self, state: Any, params: Any = None, key: Any = None) -> jax.Array:
-        return jnp.array([state.x, state.theta])
-
-    def observation_space(self, params: Any) -> spaces.Box:
-        high = jnp.array([params.x_threshold * 2, params.theta_threshold_radians * 2])
-        return spaces.Box(-high, high, (2,), dtype=jnp.float32)
-
-    @property
-    def name(self) -> str:
-        return "StatelessCartPole-v1"
-
-
-# Environments this library adds to gymnax's registry, by name -> constructor.
-EXTRA_ENVS: dict[str, Any] = {"StatelessCartPole-v1": StatelessCartPole}
-# Other names accepted for them (not listed by offline_env_names).
-ENV_ALIASES = {"StatelessCartPole": "StatelessCartPole-v1"}  # POPGym's name
-
-
-def offline_env_names() -> tuple[str, ...]:
-    """Every environment name :func:`make_env` takes: gymnax's registered ones that can
-    be built without a download, and this library's own (:data:`EXTRA_ENVS`)."""
-    gymnax_names = (name for name in gymnax.registered_envs if name not in NEEDS_DOWNLOAD)
-    return (*gymnax_names, *EXTRA_ENVS)
-
-
-def make_env(env_name: str, env: Any = None, env_params: Any = None) -> tuple[Any, Any]:
-    """The gymnax ``(env, env_params)`` to train on.
-
-    A user-supplied ``env`` wins over ``env_name``; its params default to
-    ``env.default_params``. Raises ``ValueError`` for unknown or offline-impossible names.
-    """
-    if env is not None:
-        missing = [a for a in ("reset", "step", "action_space") if not hasattr(env, a)]
-        if missing:
-            raise ValueError(
-                f"env must be a gymnax Environment (with reset, step, action_space); "
-                f"{type(env).__name__} lacks {missing}"
-            )
-        return env, env.default_params if env_params is None else env_params
-    if env_name in NEEDS_DOWNLOAD:
-        raise ValueError(
-            f"env_name={env_name!r} cannot be used: {NEEDS_DOWNLOAD[env_name]}. "
-            "Pass a gymnax Environment with env=... instead."
-        )
-    if env_name in EXTRA_ENVS or env_name in ENV_ALIASES:
-        made_env = EXTRA_ENVS[ENV_ALIASES.get(env_name, env_name)]()
-        return made_env, made_env.default_params if env_params is None else env_params
-    if env_name not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_name, offline_env_names(), n=3, cutoff=0.4)
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"env_name={env_name!r} is not a registered environment (gymnax's or this "
-            f"library's).{hint} "
-            f"Valid names: {', '.join(offline_env_names())}"
-        )
-    made_env, default_params = gymnax.make(env_name)
-    return made_env, default_params if env_params is None else env_params
-
-
-class ActionSpec(NamedTuple):
-    """What the policy head must produce.
-
-    ``discrete``: Categorical over ``dim`` actions; otherwise a ``dim``-dimensional
-    diagonal Gaussian whose samples are clipped to ``[low, high]`` before ``env.step``.
-    """
-
-    discrete: bool
-    dim: int
-    low: np.ndarray | None = None
-    high: np.ndarray | None = None
-
-
-def action_spec(env: Any, env_params: Any) -> ActionSpec:
-    """Read the action space; ``ValueError`` if the networks cannot act in it."""
-    space = env.action_space(env_params)
-    if isinstance(space, spaces.Discrete):
-        if space.n < 1:
-            raise ValueError(f"action space {space!r} has no actions")
-        return ActionSpec(discrete=True, dim=int(space.n))
-    if isinstance(space, spaces.Box):
-        shape = tuple(space.shape)
-        if len(shape) != 1 or shape[0] < 1:
-            raise ValueError(
-                f"action space {space!r} is not supported: a Box action space must be "
-                "one-dimensional, shape (action_dim,)"
-            )
-        low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
-        high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
-        return ActionSpec(discrete=False, dim=shape[0], low=low, high=high)
-    raise ValueError(
-        f"action space {space!r} ({type(space).__name__}) is not supported: "
-        "use a Discrete or a one-dimensional Box action space"
-    )
-
-
-def observation_shape(obs: Any) -> tuple[int, ...]:
-    """Shape of one observation, from the abstract ``obs`` that ``jax.eval_shape`` of
-    ``env.reset`` gives; ``ValueError`` unless it is a single array."""
-    if not isinstance(obs, jax.ShapeDtypeStruct):
-        raise ValueError(
-            f"observations must be a single array; {type(obs).__name__} observations "
-            "need a wrapper that turns them into one"
-        )
-    return tuple(obs.shape)
 
 
 @struct.dataclass
@@ -211,6 +97,37 @@ class RunningMeanStd:
         return jnp.clip(x / jnp.sqrt(self.var + _STD_EPS), -clip, clip)
 
 
+# RunningMeanStd for an array observation; for a structured one, a pytree of them with
+# the observation's structure, one per leaf except the action mask (never normalised).
+ObsStats = Any
+
+
+def _is_stats(x: Any) -> bool:
+    return isinstance(x, RunningMeanStd)
+
+
+def observation_stats(obs_batch: Any) -> ObsStats:
+    """Fresh statistics for observations like ``obs_batch`` (leaves ``[B, ...]``)."""
+    obs, _ = split_action_mask(obs_batch)
+    return jax.tree.map(lambda x: RunningMeanStd.create(x.shape[1:]), obs)
+
+
+def update_observation_stats(stats: ObsStats, obs_batch: Any) -> ObsStats:
+    """Fold a batch of observations (leaves ``[B, ...]``) into ``stats``, leaf by leaf."""
+    obs, _ = split_action_mask(obs_batch)
+    return jax.tree.map(lambda s, x: s.update(x), stats, obs, is_leaf=_is_stats)
+
+
+def normalize_observation(stats: ObsStats, obs: Any, clip: float) -> Any:
+    """Every leaf but the action mask as float32, normalised by its statistics
+    (:meth:`RunningMeanStd.normalize`); any leading axes."""
+    rest, mask = split_action_mask(obs)
+    normalized = jax.tree.map(
+        lambda s, x: s.normalize(x.astype(jnp.float32), clip), stats, rest, is_leaf=_is_stats
+    )
+    return join_action_mask(normalized, mask)
+
+
 @struct.dataclass
 class VecEnvState:
     """State of ``num_envs`` environments plus the statistics the wrapper keeps.
@@ -224,7 +141,7 @@ class VecEnvState:
     env_state: Any
     episode_return: jax.Array
     episode_length: jax.Array
-    obs_stats: RunningMeanStd
+    obs_stats: ObsStats
     return_stats: RunningMeanStd
     discounted_return: jax.Array
 
@@ -325,36 +242,68 @@ class VecEnv:
     # Read eagerly, outside any trace: some envs compute their Box bounds with jnp ops
     # on env_params, which inside a scan would be tracers rather than constants.
     action_spec: ActionSpec = dataclasses.field(init=False)
-    obs_shape: tuple[int, ...] = dataclasses.field(init=False)
+    # one env's raw observation, reset and step alike (dtypes promoted across both): a
+    # jax.ShapeDtypeStruct, or a pytree of them for structured observations
+    obs_spec: Any = dataclasses.field(init=False)
     reset_nbytes: int = dataclasses.field(init=False)  # one env's reset (obs and state)
-    obs_dtype: np.dtype = dataclasses.field(init=False)  # raw observations, reset and step alike
 
     def __post_init__(self) -> None:
         spec = action_spec(self.env, self.env_params)
         object.__setattr__(self, "action_spec", spec)
-        # abstract reset and step (nothing compiled): obs shape and dtype, a reset's size
+        # abstract reset and step (nothing compiled): observation spec, a reset's size
         reset, stepped = jax.eval_shape(self._reset_then_step, jax.random.key(0))
-        object.__setattr__(self, "obs_shape", observation_shape(reset[0]))
+        check_observation(reset[0], spec)
         nbytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(reset))
         object.__setattr__(self, "reset_nbytes", int(nbytes))
-        step_obs = (stepped[0], stepped[-1]["final_observation"])
-        dtype = jnp.result_type(reset[0].dtype, *(obs.dtype for obs in step_obs))
-        object.__setattr__(self, "obs_dtype", np.dtype(dtype))
+
+        def promoted(reset_obs: Any, step_obs: Any, final_obs: Any) -> jax.ShapeDtypeStruct:
+            dtype = jnp.result_type(reset_obs.dtype, step_obs.dtype, final_obs.dtype)
+            return jax.ShapeDtypeStruct(reset_obs.shape, dtype)
+
+        obs_spec = jax.tree.map(promoted, reset[0], stepped[0], stepped[-1]["final_observation"])
+        object.__setattr__(self, "obs_spec", obs_spec)
+
+    @property
+    def structured_obs(self) -> bool:
+        """Whether observations are a pytree of arrays rather than one array."""
+        return not isinstance(self.obs_spec, jax.ShapeDtypeStruct)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one (array) observation; ``ValueError`` for structured ones."""
+        if self.structured_obs:
+            raise ValueError("this env's observations are structured: read obs_spec")
+        return tuple(self.obs_spec.shape)
+
+    @property
+    def obs_dtype(self) -> np.dtype:
+        """The raw dtype of one (array) observation; ``ValueError`` for structured ones."""
+        if self.structured_obs:
+            raise ValueError("this env's observations are structured: read obs_spec")
+        return np.dtype(self.obs_spec.dtype)
+
+    @property
+    def policy_obs_spec(self) -> Any:
+        """The spec of what the policy sees (:meth:`_observe`): float32 where normalised."""
+        if not self.normalize_obs:
+            return self.obs_spec
+        rest, mask = split_action_mask(self.obs_spec)
+        as_float = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, jnp.float32), rest)
+        return join_action_mask(as_float, mask)
 
     def _reset_then_step(self, key: jax.Array) -> tuple[Any, Any]:
         """One env's ``reset`` and the ``step`` after it (for their abstract shapes)."""
         obs, state = self.env.reset(key, self.env_params)
-        spec = self.action_spec
-        action = jnp.int32(0) if spec.discrete else jnp.zeros(spec.dim, jnp.float32)
+        action = zero_action(self.action_spec)
         return (obs, state), self.env.step(key, state, action, self.env_params)
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
         """Reset all envs. Returns ``(obs [N, *obs_shape], state)``; see :meth:`_observe`."""
         keys = jax.random.split(key, self.num_envs)
         raw_obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
-        obs_stats = RunningMeanStd.create(raw_obs.shape[1:])
+        obs_stats = observation_stats(raw_obs)
         if self.normalize_obs:
-            obs_stats = obs_stats.update(raw_obs)
+            obs_stats = update_observation_stats(obs_stats, raw_obs)
         zeros = jnp.zeros(self.num_envs, jnp.float32)
         state = VecEnvState(
             env_state=env_state,
@@ -425,7 +374,9 @@ class VecEnv:
         episode_return = state.episode_return + reward
         episode_length = state.episode_length + 1
 
-        obs_stats = state.obs_stats.update(raw_obs) if self.normalize_obs else state.obs_stats
+        obs_stats = state.obs_stats
+        if self.normalize_obs:
+            obs_stats = update_observation_stats(obs_stats, raw_obs)
         return_stats, discounted_return = state.return_stats, state.discounted_return
         learn_reward = reward
         if self.normalize_reward:
@@ -453,10 +404,11 @@ class VecEnv:
         )
         return transition, new_state
 
-    def _observe(self, obs_stats: RunningMeanStd, raw_obs: jax.Array) -> jax.Array:
-        """What the policy sees: normalised float32 observations, or the raw ones in
-        ``obs_dtype``, the env's own (integer observations stay integers, never widened to
-        float32 in the rollout's storage; the network casts)."""
+    def _observe(self, obs_stats: ObsStats, raw_obs: Any) -> Any:
+        """What the policy sees: normalised float32 observations (the action mask as it
+        is), or the raw ones in the env's own dtypes (``obs_spec``: integer observations
+        stay integers, never widened to float32 in the rollout's storage; the network
+        casts)."""
         if self.normalize_obs:
-            return obs_stats.normalize(raw_obs.astype(jnp.float32), self.obs_clip)
-        return raw_obs.astype(self.obs_dtype)
+            return normalize_observation(obs_stats, raw_obs, self.obs_clip)
+        return jax.tree.map(lambda x, s: x.astype(s.dtype), raw_obs, self.obs_spec)
