@@ -310,7 +310,8 @@ def train_command(args: argparse.Namespace) -> int:
         trainer = make_trainer(config)  # no callback in the program: it can be cached
     except ValueError as error:  # invalid config values, unknown env
         raise UsageError(str(error)) from error
-    out = args.out or Path("runs") / f"{config.env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_name = config.env_name.replace(":", "-")  # "brax:ant" -> "brax-ant"
+    out = args.out or Path("runs") / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} exists and is not empty; pick a new run folder")
     keys = jax.random.split(jax.random.key(args.seed), args.seeds)

@@ -262,7 +262,7 @@ def evaluate(
         raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
     vec_env = _vec_env(config, env, env_params, num_episodes)
     if max_steps is None:
-        max_steps = episode_limit(config.env_name, vec_env.env_params)
+        max_steps = episode_limit(config.env_name, vec_env.env_params, vec_env.env)
     params, obs_stats = _params_and_obs_stats(trained, obs_stats)
     _check_obs_stats(config, obs_stats)
     network = _network(config, vec_env, network)
@@ -328,9 +328,13 @@ def run_episodes(
     return EvalResult(final.episode_return, final.episode_length)
 
 
-def episode_limit(env_name: str, env_params: Any) -> int:
-    """The env's ``max_steps_in_episode`` (where gymnax truncates)."""
-    max_steps = getattr(env_params, "max_steps_in_episode", None)
+def episode_limit(env_name: str, env_params: Any, env: Any = None) -> int:
+    """Where the env truncates: ``env.episode_limit(env_params)`` if the env defines it
+    (Craftax's adapter), else ``env_params.max_steps_in_episode`` (gymnax's)."""
+    limit = getattr(env, "episode_limit", None)
+    max_steps = limit(env_params) if callable(limit) else None
+    if max_steps is None:
+        max_steps = getattr(env_params, "max_steps_in_episode", None)
     if max_steps is None:
         raise ValueError(f"{env_name} has no max_steps_in_episode: pass max_steps")
     return int(max_steps)

@@ -322,7 +322,7 @@ def _make_periodic_evaluation(
     from purejaxppo.evaluate import episode_limit, policy_step_fn, run_episodes  # imports us
 
     eval_env = VecEnv(env=env, env_params=env_params, num_envs=config.eval_episodes)
-    max_steps = episode_limit(config.env_name, env_params)
+    max_steps = episode_limit(config.env_name, env_params, env)
 
     def evaluate_now(
         train_state: TrainState, env_state: VecEnvState, key: jax.Array

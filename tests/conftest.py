@@ -121,3 +121,52 @@ def load_script(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@struct.dataclass
+class PickState:
+    target: jax.Array  # [2]: the rewarded choice of each component
+    mask: jax.Array  # [7]: legal choices, 3 of component 0 then 4 of component 1
+    time: int = 0
+
+
+class MaskedPickEnv(environment.Environment):
+    """A one-step contextual bandit with a dict observation, an action mask and a
+    MultiDiscrete(3, 4) action: ``{"target": one-hot [7], "action_mask": bool [7]}``.
+
+    Each choice is legal with probability 1/2 (the targets always). Reward: +1 per
+    component on its target; -1000 if any choice is illegal, so one illegal action in a
+    rollout makes its mean return negative. ``expose_mask=False`` hides the mask (the
+    key becomes ``"legal"``, an ordinary input): then nothing stops illegal actions.
+    """
+
+    def __init__(self, expose_mask: bool = True):
+        self.mask_key = "action_mask" if expose_mask else "legal"
+
+    @property
+    def default_params(self) -> FixedHorizonParams:
+        return FixedHorizonParams(max_steps_in_episode=1)
+
+    def _obs(self, state):
+        target = jnp.zeros(7).at[state.target[0]].set(1.0).at[3 + state.target[1]].set(1.0)
+        return {"target": target, self.mask_key: state.mask}
+
+    def reset_env(self, key, params):
+        key0, key1, mask_key = jax.random.split(key, 3)
+        target = jnp.stack([jax.random.randint(key0, (), 0, 3), jax.random.randint(key1, (), 0, 4)])
+        is_target = jnp.arange(7) == target[0]
+        is_target |= jnp.arange(7) == 3 + target[1]
+        mask = jax.random.bernoulli(mask_key, 0.5, (7,)) | is_target
+        state = PickState(target=target, mask=mask)
+        return self._obs(state), state
+
+    def step_env(self, key, state, action, params):
+        legal = state.mask[action[0]] & state.mask[3 + action[1]]
+        hits = jnp.sum(action == state.target).astype(jnp.float32)
+        reward = jnp.where(legal, hits, -1000.0)
+        return self._obs(state), state.replace(time=state.time + 1), reward, jnp.bool_(True), {}
+
+    def action_space(self, params=None):
+        from purejaxppo.envs import MultiDiscrete
+
+        return MultiDiscrete((3, 4))

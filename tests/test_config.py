@@ -416,7 +416,8 @@ class _MatrixBoxEnv(_TupleActionEnv):
     [
         (
             _TupleActionEnv,
-            r"action space Tuple.*not supported: use a Discrete, a purejaxppo.envs.MultiDiscrete or a one-dimensional",
+            r"action space Tuple.*not supported: use a Discrete, a "
+            r"purejaxppo.envs.MultiDiscrete or a one-dimensional",
         ),
         (_MatrixBoxEnv, r"Box action space must be one-dimensional"),
     ],
