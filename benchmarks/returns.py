@@ -62,12 +62,25 @@ NETWORK_ABLATIONS = {
     "MemoryChain-bsuite": ("mlp", "gru"),
     "Breakout-MinAtar": ("mlp", "cnn"),
 }
+# Other env suites (``--envs`` takes them; each needs its extra, e.g. purejaxppo[brax]).
+SUITE_ENVS = (
+    "brax:inverted_pendulum",
+    "brax:inverted_double_pendulum",
+    "pgx:2048",
+    "jumanji:Snake-v1",
+    "craftax:Craftax-Classic-Symbolic-v1",
+)
 CURVE_POINTS = 100  # learning curves are averaged into this many windows of updates
+
+
+def config_path(env_name: str, config_dir: Path = CONFIG_DIR) -> Path:
+    """``<config_dir>/<env_name>.json``, a suite prefix's colon as a dash (``brax-ant``)."""
+    return config_dir / f"{env_name.replace(':', '-')}.json"
 
 
 def load_config(env_name: str, config_dir: Path = CONFIG_DIR) -> PPOConfig:
     """The env's config file as a validated ``PPOConfig`` (its ``env_name`` must match)."""
-    path = config_dir / f"{env_name}.json"
+    path = config_path(env_name, config_dir)
     if not path.exists():
         raise ValueError(f"no config for {env_name!r}: expected {path}")
     config = PPOConfig.from_dict(json.loads(path.read_text()))
@@ -223,7 +236,7 @@ def plot(report: dict[str, Any], out: Path, suffix: str) -> None:
         fig, ax = plt.subplots(figsize=(6, 4))
         plot_curve(ax, group)
         fig.tight_layout()
-        fig.savefig(curves / f"{env_name}{suffix}.png", dpi=110)
+        fig.savefig(curves / f"{env_name.replace(':', '-')}{suffix}.png", dpi=110)
         plt.close(fig)
     columns = min(4, len(groups))
     rows = -(-len(groups) // columns)
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.seeds < 2:
         parser.error(f"--seeds must be at least 2 for a confidence interval, got {args.seeds}")
     for env_name in args.envs:
-        if not (args.config_dir / f"{env_name}.json").exists():
+        if not config_path(env_name, args.config_dir).exists():
             parser.error(f"no config for --envs {env_name!r} in {args.config_dir}")
 
     results = []

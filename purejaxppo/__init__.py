@@ -1,4 +1,5 @@
-"""purejaxppo: fast, correct PPO for gymnax environments, in one jitted function.
+"""purejaxppo: fast, correct PPO for JAX environments (gymnax; Brax, Craftax, pgx and
+Jumanji by a prefixed name), in one jitted function.
 
 >>> import jax
 >>> from purejaxppo import PPOConfig, make_train
@@ -10,11 +11,13 @@ from purejaxppo.checkpoint import CheckpointError, load_checkpoint, save_checkpo
 from purejaxppo.config import PPOConfig, PPOHyperparams
 from purejaxppo.envs import (
     EnvDraws,
+    MultiDiscrete,
     RunningMeanStd,
     VecEnv,
     VecEnvState,
     make_env,
     offline_env_names,
+    suite_env_names,
 )
 from purejaxppo.evaluate import EvalResult, Policy, evaluate, make_policy
 from purejaxppo.gae import compute_gae
@@ -52,7 +55,7 @@ from purejaxppo.train import (
     make_trainer,
 )
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "ActorCritic",
@@ -64,6 +67,7 @@ __all__ = [
     "LossCoefficients",
     "LossInfo",
     "LossTerms",
+    "MultiDiscrete",
     "NetworkOutput",
     "PPOConfig",
     "PPOHyperparams",
@@ -97,6 +101,7 @@ __all__ = [
     "ppo_loss_terms",
     "ppo_objective_with_diagnostics",
     "save_checkpoint",
+    "suite_env_names",
     "summarize_loss_terms",
     "value_loss",
 ]

@@ -91,7 +91,10 @@ def test_sweep_quick_is_one_trace(tmp_path):
 def test_returns_configs_cover_the_suite_and_load():
     returns = load("returns")
     files = sorted(p.stem for p in (BENCHMARKS / "configs").glob("*.json"))
-    assert files == sorted(set(returns.SUITE) | set(returns.NETWORK_ABLATIONS))
+    envs = set(returns.SUITE) | set(returns.NETWORK_ABLATIONS) | set(returns.SUITE_ENVS)
+    assert files == sorted(returns.config_path(name).stem for name in envs)
+    for env_name in returns.SUITE_ENVS:  # configs load without their suite installed
+        assert returns.load_config(env_name).env_name == env_name
     for env_name in returns.NETWORK_ABLATIONS:
         assert returns.load_config(env_name).trained_timesteps > 0
     for env_name in returns.SUITE:

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tree_equal
+from conftest import ConstantRewardEnv, FixedHorizonParams, tree_equal
+from gymnax.environments import environment, spaces
 
 from purejaxppo import (
     PPOConfig,
@@ -105,6 +106,31 @@ def test_continuous_actions_are_clipped_to_the_box():
     np.testing.assert_array_equal(huge.obs, at_bound.obs)
     np.testing.assert_array_equal(huge.reward, at_bound.reward)
     assert not np.array_equal(inside.obs, at_bound.obs)
+
+
+class _EchoActionEnv(ConstantRewardEnv):
+    """Observes the action it was given; a 3-D Box with different bounds per dimension."""
+
+    def step_env(self, key, state, action, params):
+        _, state, reward, terminated, info = super().step_env(key, state, action, params)
+        return jnp.asarray(action, jnp.float32), state, reward, terminated, info
+
+    def reset_env(self, key, params):
+        return jnp.zeros(3), environment.EnvState(time=0)
+
+    def action_space(self, params=None):
+        return spaces.Box(jnp.array([-1.0, 0.0, -3.0]), jnp.array([1.0, 5.0, -2.0]), (3,))
+
+
+def test_box_actions_are_clipped_per_dimension_to_their_own_bounds():
+    vec = VecEnv(
+        env=_EchoActionEnv(), env_params=FixedHorizonParams(max_steps_in_episode=9), num_envs=2
+    )
+    np.testing.assert_array_equal(vec.action_spec.low, [-1.0, 0.0, -3.0])
+    _obs, state = vec.reset(jax.random.key(0))
+    action = jnp.array([[2.0, -1.0, -2.5], [-7.0, 9.0, 0.0]])
+    step, _ = vec.step(jax.random.key(1), state, action, 0.99)
+    np.testing.assert_array_equal(step.obs, [[1.0, 0.0, -2.5], [-1.0, 5.0, -2.0]])
 
 
 def test_integer_observations_keep_their_dtype_unless_normalised():

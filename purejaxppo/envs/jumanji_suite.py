@@ -115,6 +115,10 @@ class JumanjiEnv(Environment):
         return state.truncated | (state.time >= params.max_steps_in_episode)
 
     def action_space(self, params: Any = None) -> Any:
+        with jax.ensure_compile_time_eval():
+            return self._action_space()
+
+    def _action_space(self) -> Any:
         action = self.jumanji_env.action_spec
         if self.joint:
             return spaces.Discrete(int(np.prod(self.nvec)))
@@ -139,9 +143,13 @@ def env_names() -> tuple[str, ...]:
 
 
 def make(name: str) -> tuple[JumanjiEnv, JumanjiParams]:
-    return adapt(jumanji.make(name))
+    # Jumanji builds its specs with jnp ops: inside a trace (make_train called in a jitted
+    # function) they must still be concrete
+    with jax.ensure_compile_time_eval():
+        return adapt(jumanji.make(name))
 
 
 def adapt(env: Any) -> tuple[JumanjiEnv, JumanjiParams]:
-    adapted = JumanjiEnv(env)
+    with jax.ensure_compile_time_eval():
+        adapted = JumanjiEnv(env)
     return adapted, adapted.default_params
