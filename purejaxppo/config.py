@@ -99,6 +99,12 @@ class PPOConfig:
       whole rollouts of each env, so its minibatches split the envs: ``num_envs`` must
       be divisible by ``num_minibatches``. ``make_train(config, network=...)`` takes
       your own module instead.
+    - ``resets_per_step``: None (default) lets every env draw a fresh reset at every
+      step, as gymnax's ``step`` does. ``K`` draws only ``K`` per step (of all
+      ``num_envs``) into a pool the envs whose episodes end take from
+      (:mod:`purejaxppo.envs.reset_pool`): for envs whose reset costs far more than a
+      step (Craftax: 18x). Same distribution while the pool holds enough; the metric
+      ``reset_pool_shortfall`` counts the episodes that had to share a reset.
 
     None of these is a traced hyperparameter: :meth:`hyperparams` does not include them.
     """
@@ -137,6 +143,7 @@ class PPOConfig:
     value_clip_eps: float | None = None
     network: str = "mlp"
     rnn_hidden_size: int = 128
+    resets_per_step: int | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -153,6 +160,14 @@ class PPOConfig:
             object.__setattr__(self, name, _positive_int(name, getattr(self, name)))
         if self.eval_every is not None:
             object.__setattr__(self, "eval_every", _positive_int("eval_every", self.eval_every))
+        if self.resets_per_step is not None:
+            resets = _positive_int("resets_per_step", self.resets_per_step)
+            if resets > self.num_envs:
+                raise ValueError(
+                    f"resets_per_step = {resets} exceeds num_envs = {self.num_envs}: use at "
+                    "most num_envs resets per step (or None: every env draws its own)"
+                )
+            object.__setattr__(self, "resets_per_step", resets)
         for name in (
             "anneal_lr",
             "normalize_advantages",

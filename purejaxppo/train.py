@@ -149,6 +149,7 @@ def make_trainer(
         normalize_reward=config.normalize_reward,
         obs_clip=config.obs_clip,
         reward_clip=config.reward_clip,
+        resets_per_step=config.resets_per_step,
     )
     network = build_network(config, vec_env, network)
     # a recurrent network learns from whole rollouts of each env, a feed-forward one
@@ -236,6 +237,8 @@ def make_trainer(
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
             metrics["kl_beta"] = runner.kl_beta
+        if runner.env_state.reset_pool is not None:  # so far in the run
+            metrics["reset_pool_shortfall"] = runner.env_state.reset_pool.shortfall
         if evaluate_now is not None:
             # a real conditional while update_index is unbatched (see Trainer.run_many)
             due = (update_index + 1) % config.eval_every == 0

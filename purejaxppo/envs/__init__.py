@@ -4,6 +4,8 @@
 - :mod:`~purejaxppo.envs.spaces`: action specs, :class:`MultiDiscrete`, action masks and
   structured observations.
 - :mod:`~purejaxppo.envs.vec_env`: :class:`VecEnv`, episode statistics, normalisation.
+- :mod:`~purejaxppo.envs.reset_pool`: a pool of fresh resets for envs whose reset is
+  costly (``resets_per_step``).
 - :mod:`~purejaxppo.envs.registry`: :func:`make_env` for gymnax names and prefixed
   suite names (``"brax:ant"``, ``"craftax:..."``, ``"pgx:2048"``, ``"jumanji:..."``).
 - ``brax_suite``, ``craftax_suite``, ``pgx_suite``, ``jumanji_suite``: the adapters,
@@ -20,6 +22,7 @@ from purejaxppo.envs.registry import (
     suite_env_names,
     suite_of,
 )
+from purejaxppo.envs.reset_pool import ResetPool, take_resets
 from purejaxppo.envs.spaces import (
     ACTION_MASK_KEY,
     ActionSpec,
@@ -54,6 +57,7 @@ __all__ = [
     "EnvStep",
     "MultiDiscrete",
     "ObsStats",
+    "ResetPool",
     "RunningMeanStd",
     "StatelessCartPole",
     "Suite",
@@ -68,6 +72,7 @@ __all__ = [
     "offline_env_names",
     "suite_env_names",
     "suite_of",
+    "take_resets",
     "update_observation_stats",
     "uses_gymnax_step",
 ]

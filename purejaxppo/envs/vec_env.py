@@ -18,6 +18,11 @@ keeps it where the episode ended. For an env that does not override that method,
 ``is_truncated``, keep the reset where done) with the reset drawn ahead. The
 distribution is the same; the random-number calls leave the step loop, where on CPU
 each one is a loop of small kernels.
+
+For an env whose reset costs far more than its step (Craftax generates a world),
+``resets_per_step=K`` draws only ``K`` resets per step into a pool that the envs whose
+episodes end take from (:mod:`purejaxppo.envs.reset_pool`): the same distribution while
+the pool holds enough, and every shortfall counted.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from flax import struct
 from gymnax.environments.environment import Environment
 
 from purejaxppo import counters
+from purejaxppo.envs.reset_pool import ResetPool, take_resets
 from purejaxppo.envs.spaces import (
     ActionSpec,
     action_spec,
@@ -136,6 +142,8 @@ class VecEnvState:
     ``[N]``. ``obs_stats``: observation statistics (shape of one observation).
     ``return_stats``: statistics of the discounted return, used to scale rewards.
     ``discounted_return``: the running discounted return ``[N]`` those come from.
+    ``reset_pool``: the resets waiting for episodes to end, with ``resets_per_step``
+    (:class:`~purejaxppo.envs.reset_pool.ResetPool`, ``N`` slots); None without.
     """
 
     env_state: Any
@@ -144,6 +152,7 @@ class VecEnvState:
     obs_stats: ObsStats
     return_stats: RunningMeanStd
     discounted_return: jax.Array
+    reset_pool: ResetPool | None = None
 
 
 class EnvDraws(NamedTuple):
@@ -153,11 +162,14 @@ class EnvDraws(NamedTuple):
     first observation and state of the episode each env starts if its episode ends at
     that step; ``None`` when the env resets itself inside ``env.step`` (it overrides
     gymnax's ``step``, or the resets would take more than ``MAX_RESET_DRAW_BYTES``).
+    ``pool_key``: with ``resets_per_step=K``, the keys of the ``K`` resets each step
+    draws into the pool, ``[*lead, K]`` (the resets themselves are drawn in the step).
     """
 
     step_key: jax.Array
     reset_obs: Any = None
     reset_state: Any = None
+    pool_key: jax.Array | None = None
 
 
 def uses_gymnax_step(env: Any) -> bool:
@@ -166,6 +178,34 @@ def uses_gymnax_step(env: Any) -> bool:
         isinstance(env, Environment)
         and type(env).step is Environment.step
         and "step" not in vars(env)
+    )
+
+
+def _step_before_reset(
+    env: Any, env_params: Any, key: jax.Array, state: Any, action: jax.Array
+) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+    """gymnax's ``Environment.step`` for one env up to its reset: ``(obs, state, reward,
+    terminated, truncated, info)`` of the step itself, ``info`` as gymnax's step has it."""
+    obs, state, reward, terminated, info = env.step_env(key, state, action, env_params)
+    truncated = env.is_truncated(state, env_params)
+    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs}
+    return obs, state, reward, terminated, truncated, info
+
+
+def _keep_reset(
+    reset_obs: Any, reset_state: Any, stepped: tuple[Any, ...]
+) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+    """The rest of gymnax's step for one env: the reset's observation and state where
+    the episode ended (terminated or truncated), the step's otherwise."""
+    obs, state, reward, terminated, truncated, info = stepped
+    keep_reset = functools.partial(jax.lax.select, jnp.logical_or(terminated, truncated))
+    return (
+        jax.tree.map(keep_reset, reset_obs, obs),
+        jax.tree.map(keep_reset, reset_state, state),
+        reward,
+        terminated,
+        truncated,
+        info,
     )
 
 
@@ -178,24 +218,9 @@ def _step_then_keep_reset(
     reset_obs: Any,
     reset_state: Any,
 ) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
-    """gymnax's ``Environment.step`` for one env, with its reset given instead of drawn.
-
-    Returns ``(obs, state, reward, terminated, truncated, info)``: the reset's where the
-    episode ended (terminated or truncated), the step's otherwise.
-    """
-    obs, state, reward, terminated, info = env.step_env(key, state, action, env_params)
-    truncated = env.is_truncated(state, env_params)
-    done = jnp.logical_or(terminated, truncated)
-    keep_reset = functools.partial(jax.lax.select, done)
-    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs}
-    return (
-        jax.tree.map(keep_reset, reset_obs, obs),
-        jax.tree.map(keep_reset, reset_state, state),
-        reward,
-        terminated,
-        truncated,
-        info,
-    )
+    """gymnax's ``Environment.step`` for one env, with its reset given instead of drawn."""
+    stepped = _step_before_reset(env, env_params, key, state, action)
+    return _keep_reset(reset_obs, reset_state, stepped)
 
 
 class EnvStep(NamedTuple):
@@ -238,6 +263,7 @@ class VecEnv:
     normalize_reward: bool = False
     obs_clip: float = 10.0
     reward_clip: float = 10.0
+    resets_per_step: int | None = None  # None: every env draws a reset at every step
 
     # Read eagerly, outside any trace: some envs compute their Box bounds with jnp ops
     # on env_params, which inside a scan would be tracers rather than constants.
@@ -248,6 +274,8 @@ class VecEnv:
     reset_nbytes: int = dataclasses.field(init=False)  # one env's reset (obs and state)
 
     def __post_init__(self) -> None:
+        if self.resets_per_step is not None:
+            check_resets_per_step(self.resets_per_step, self.num_envs, self.env)
         spec = action_spec(self.env, self.env_params)
         object.__setattr__(self, "action_spec", spec)
         # abstract reset and step (nothing compiled): observation spec, a reset's size
@@ -304,6 +332,11 @@ class VecEnv:
         obs_stats = observation_stats(raw_obs)
         if self.normalize_obs:
             obs_stats = update_observation_stats(obs_stats, raw_obs)
+        reset_pool = None
+        if self.resets_per_step is not None:  # a full pool, from its own keys
+            pool_keys = jax.random.split(jax.random.fold_in(key, 1), self.num_envs)
+            reset_one = functools.partial(self.env.reset_env, params=self.env_params)
+            reset_pool = ResetPool.full(*jax.vmap(reset_one)(pool_keys))
         zeros = jnp.zeros(self.num_envs, jnp.float32)
         state = VecEnvState(
             env_state=env_state,
@@ -312,21 +345,28 @@ class VecEnv:
             obs_stats=obs_stats,
             return_stats=RunningMeanStd.create(()),
             discounted_return=zeros,
+            reset_pool=reset_pool,
         )
         return self._observe(obs_stats, raw_obs), state
 
     def draws_resets(self, num_steps: int) -> bool:
         """Whether :meth:`draw` draws the resets of ``num_steps`` steps ahead: the env
-        uses gymnax's own step and they fit in ``MAX_RESET_DRAW_BYTES``."""
+        uses gymnax's own step and they fit in ``MAX_RESET_DRAW_BYTES``, and there is no
+        reset pool (``resets_per_step``)."""
         nbytes = self.reset_nbytes * num_steps * self.num_envs
-        return uses_gymnax_step(self.env) and nbytes <= MAX_RESET_DRAW_BYTES
+        fits = nbytes <= MAX_RESET_DRAW_BYTES and self.resets_per_step is None
+        return uses_gymnax_step(self.env) and fits
 
     def draw(self, key: jax.Array, num_steps: int) -> EnvDraws:
         """The randomness of ``num_steps`` steps of all envs, leaves ``[num_steps, N, ...]``,
-        for :meth:`step_drawn`; with the resets when :meth:`draws_resets` says so."""
+        for :meth:`step_drawn`; with the resets when :meth:`draws_resets` says so, with
+        the pool's reset keys ``[num_steps, K]`` when ``resets_per_step=K``."""
         step_key, reset_key = jax.random.split(key)
         shape = (num_steps, self.num_envs)
         step_keys = jax.random.split(step_key, shape)
+        if self.resets_per_step is not None:
+            pool_keys = jax.random.split(reset_key, (num_steps, self.resets_per_step))
+            return EnvDraws(step_keys, pool_key=pool_keys)
         if not self.draws_resets(num_steps):
             return EnvDraws(step_keys)
         reset_one = functools.partial(self.env.reset_env, params=self.env_params)
@@ -341,9 +381,13 @@ class VecEnv:
         Continuous actions are clipped to the Box here; the caller keeps the unclipped
         sample for its log-probability. ``gamma`` discounts the return whose running
         std scales rewards (reward normalisation only). Each env resets itself inside
-        ``env.step``; see :meth:`step_drawn` for steps whose randomness was drawn ahead.
+        ``env.step`` (or, with ``resets_per_step``, takes one from the pool); see
+        :meth:`step_drawn` for steps whose randomness was drawn ahead.
         """
-        draws = EnvDraws(jax.random.split(key, self.num_envs))
+        if self.resets_per_step is not None:
+            draws = jax.tree.map(lambda x: x[0], self.draw(key, 1))
+        else:
+            draws = EnvDraws(jax.random.split(key, self.num_envs))
         return self.step_drawn(draws, state, action, gamma)
 
     def step_drawn(
@@ -351,19 +395,31 @@ class VecEnv:
     ) -> tuple[EnvStep, VecEnvState]:
         """:meth:`step` with its randomness given: ``draws`` has leaves ``[N, ...]`` (one
         step of :meth:`draw`). With resets drawn, an env whose episode ends restarts
-        from ``draws.reset_obs`` / ``draws.reset_state``; otherwise ``env.step`` resets it.
+        from ``draws.reset_obs`` / ``draws.reset_state``; with a reset pool, from the
+        oldest reset waiting in it (:func:`~purejaxppo.envs.reset_pool.take_resets`);
+        otherwise ``env.step`` resets it.
         """
         spec = self.action_spec
         env_action = action if spec.discrete else jnp.clip(action, spec.low, spec.high)
-        if draws.reset_state is None:
+        reset_pool = state.reset_pool
+        if draws.pool_key is not None:
+            stepped = jax.vmap(functools.partial(_step_before_reset, self.env, self.env_params))(
+                draws.step_key, state.env_state, env_action
+            )
+            reset_one = functools.partial(self.env.reset_env, params=self.env_params)
+            new_obs, new_state = jax.vmap(reset_one)(draws.pool_key)
+            done = jnp.logical_or(stepped[3], stepped[4])
+            reset_obs, reset_state, reset_pool = take_resets(reset_pool, new_obs, new_state, done)
+            outputs = jax.vmap(_keep_reset)(reset_obs, reset_state, stepped)
+        elif draws.reset_state is None:
             env_step = functools.partial(self.env.step, params=self.env_params)
-            resets = ()
+            outputs = jax.vmap(env_step)(draws.step_key, state.env_state, env_action)
         else:
             env_step = functools.partial(_step_then_keep_reset, self.env, self.env_params)
-            resets = (draws.reset_obs, draws.reset_state)
-        raw_obs, env_state, reward, terminated, truncated, info = jax.vmap(env_step)(
-            draws.step_key, state.env_state, env_action, *resets
-        )
+            outputs = jax.vmap(env_step)(
+                draws.step_key, state.env_state, env_action, draws.reset_obs, draws.reset_state
+            )
+        raw_obs, env_state, reward, terminated, truncated, info = outputs
         chex.assert_shape([reward, terminated, truncated], (self.num_envs,))
         raw_final_obs = info["final_observation"]
         reward = reward.astype(jnp.float32)
@@ -401,6 +457,7 @@ class VecEnv:
             obs_stats=obs_stats,
             return_stats=return_stats,
             discounted_return=discounted_return,
+            reset_pool=reset_pool,
         )
         return transition, new_state
 
@@ -412,3 +469,20 @@ class VecEnv:
         if self.normalize_obs:
             return normalize_observation(obs_stats, raw_obs, self.obs_clip)
         return jax.tree.map(lambda x, s: x.astype(s.dtype), raw_obs, self.obs_spec)
+
+
+def check_resets_per_step(resets_per_step: Any, num_envs: int, env: Any) -> None:
+    """``ValueError`` unless ``resets_per_step`` is an int in ``[1, num_envs]`` and ``env``
+    steps with gymnax's own ``Environment.step`` (whose reset the pool replaces)."""
+    valid = isinstance(resets_per_step, int) and not isinstance(resets_per_step, bool)
+    if not valid or not 1 <= resets_per_step <= num_envs:
+        raise ValueError(
+            f"resets_per_step must be None or an integer in [1, num_envs = {num_envs}], "
+            f"got {resets_per_step!r}"
+        )
+    if not uses_gymnax_step(env):
+        raise ValueError(
+            f"resets_per_step={resets_per_step} needs an env that steps with gymnax's own "
+            f"Environment.step (its reset is what the pool replaces); "
+            f"{type(env).__name__} resets inside a step of its own: use resets_per_step=None"
+        )
