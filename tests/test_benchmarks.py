@@ -308,3 +308,19 @@ def test_startup_quick(tmp_path):
         (run,) = report["runs"][mode]
         assert run["process_s"] > run["startup_s"] >= run["compile_s"] > 0
     assert report["import_cli_s"] > 0
+
+
+def test_brax_reference_counts_brax_steps_and_its_committed_summary_is_its_seeds():
+    """benchmarks/brax_reference.py runs only in its own venv (an older jax): here its step
+    arithmetic (Brax stops at the first multiple of 163,840 steps at or past 1M) and the
+    committed result's summaries, recomputed from the per-seed returns."""
+    reference = load("brax_reference")
+    hparams, derived = reference.effective_hparams("inverted_pendulum", 1_000_000)
+    assert derived["env_steps_per_training_step"] == 1024 * 5 * 32
+    assert derived["total_env_steps"] == 7 * 163_840 == 1_146_880 and hparams["num_evals"] == 8
+    saved = json.loads((BENCHMARKS / "results" / "brax_reference_cpu.json").read_text())
+    for env_name, result in saved["envs"].items():
+        finals = [run["final_return"] for run in result["runs"]]
+        assert finals == result["final_returns"] and len(finals) >= 5, env_name
+        assert reference.summary(finals) == result["final"], env_name
+        assert result["hyperparameters"]["num_timesteps"] == 1_000_000
