@@ -16,8 +16,15 @@ and a PNG of steps/s against the number of parallel seeds and envs.
 ``--cases NAME ... --tag T`` measures some cases only (the networks' costs:
 ``breakout_minatar_64x128_cnn``, ``stateless_cartpole_16x128_seeds8_{mlp,gru,lstm}``).
 
+``--long-runs`` measures instead what the command line's long-run machinery costs on its
+default run (CartPole-v1, 4 seeds x 500k steps, 976 updates): one uninterrupted call of
+``run_many`` against the same updates in the CLI's chunks (``purejaxppo.runs``, with the
+divergence guard after every chunk), with periodic checkpoints as well, and with the CSV
+log as well; interleaved rounds, compile time apart. The guard's own host time is timed
+on its own too.
+
     python benchmarks/throughput.py [--quick] [--repeats 3] [--cases NAME ...] [--tag T]
-                                    [--out benchmarks/results]
+                                    [--long-runs] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -161,6 +168,92 @@ def measure(case: Case, repeats: int, peak_flops_per_s: float) -> dict[str, Any]
     }
 
 
+def measure_long_runs(repeats: int, quick: bool) -> dict[str, Any]:
+    """One call of ``run_many`` vs the CLI's chunked loop (guard; + checkpoints; + CSV),
+    ``repeats`` interleaved rounds; medians of the run times (compilation excluded)."""
+    import statistics
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from purejaxppo import make_trainer
+    from purejaxppo.guard import finite_parameters, first_nonfinite
+    from purejaxppo.runs import RunOptions, chunk_plan, train_in_chunks
+
+    seeds = 2 if quick else 4
+    config = PPOConfig(total_timesteps=4 * 128 * (24 if quick else 976))
+    trainer = make_trainer(config)
+    updates = config.num_updates
+    every = updates // 8  # 8 checkpoints per run
+    state = jax.jit(trainer.init_many)(jax.random.split(jax.random.key(0), seeds))
+    one_call = jax.jit(trainer.run_many, static_argnums=1).lower(state, updates).compile()
+    variants = {
+        "chunks_with_guard": RunOptions(seeds=seeds),
+        "chunks_with_guard_and_8_checkpoints": RunOptions(seeds=seeds, checkpoint_every=every),
+        "chunks_with_guard_checkpoints_and_csv": RunOptions(
+            seeds=seeds, checkpoint_every=every, log=("csv",)
+        ),
+    }
+    run_s: dict[str, list[float]] = {"one_call": [], **{name: [] for name in variants}}
+    compile_s: dict[str, list[float]] = {name: [] for name in variants}
+    saves: dict[str, int] = {}
+    save_s: dict[str, list[float]] = {name: [] for name in variants}
+    jax.block_until_ready(one_call(state))  # warm-up
+    reference = None
+    for round_index in range(repeats):
+        names = list(run_s) if round_index % 2 == 0 else list(reversed(run_s))
+        for name in names:
+            if name == "one_call":
+                start = time.perf_counter()
+                _, metrics = jax.block_until_ready(one_call(state))
+                run_s[name].append(time.perf_counter() - start)
+                reference = {key: np.asarray(value) for key, value in metrics.items()}
+                continue
+            with tempfile.TemporaryDirectory() as folder:
+                result = train_in_chunks(trainer, state, Path(folder), variants[name])
+            run_s[name].append(result.run_s)
+            compile_s[name].append(result.compile_s)
+            saves[name] = result.saves
+            save_s[name].append(result.save_s)
+            for key, value in reference.items() if reference else ():
+                np.testing.assert_array_equal(result.metrics[key], value, err_msg=key)
+    # the guard alone, on the run's own metrics and state, once per chunk of the plan
+    plan = chunk_plan(0, updates)
+    guard_s = []
+    final_state, metrics = one_call(state)
+    host = {key: np.asarray(value) for key, value in metrics.items()}
+    params = final_state.runner.train_state.params
+    jax.block_until_ready(finite_parameters(params))
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first = 0
+        for length in plan:
+            chunk = {key: value[:, first : first + length] for key, value in host.items()}
+            assert first_nonfinite(chunk, first, finite_parameters(params)) is None
+            first += length
+        guard_s.append(time.perf_counter() - start)
+    medians = {name: statistics.median(times) for name, times in run_s.items()}
+    base = medians["one_call"]
+    return {
+        "config": config.to_dict(),
+        "seeds": seeds,
+        "num_updates": updates,
+        "chunks": len(plan),
+        "checkpoint_every": every,
+        "checkpoints_saved": saves,
+        "checkpoint_s_median": {name: statistics.median(v) for name, v in save_s.items()},
+        "repeats": repeats,
+        "run_s": run_s,
+        "run_s_median": medians,
+        "overhead_vs_one_call": {name: medians[name] / base - 1 for name in variants},
+        "compile_s_median": {name: statistics.median(v) for name, v in compile_s.items()},
+        "guard_host_s_per_run_median": statistics.median(guard_s),
+        # every chunked round's metrics were asserted equal to the one call's, bit for bit
+        "metrics_equal_to_one_call": "asserted",
+    }
+
+
 def _megabytes(memory: dict[str, int] | None) -> str:
     return "n/a" if memory is None else f"{memory['temp_bytes'] / 1e6:.1f} MB"
 
@@ -224,9 +317,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--cases", nargs="+", metavar="NAME", help="only these cases (default: all)"
     )
     parser.add_argument("--tag", help="appended to the output file names")
+    parser.add_argument(
+        "--long-runs",
+        action="store_true",
+        help="the cost of chunks, the divergence guard, checkpoints and logs instead",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, got {args.repeats}")
+    if args.long_runs:
+        result = measure_long_runs(args.repeats, args.quick)
+        for name, seconds in result["run_s_median"].items():
+            overhead = result["overhead_vs_one_call"].get(name)
+            extra = "" if overhead is None else f"  {100 * overhead:+.1f}% vs one call"
+            print(f"{name:40s} run {seconds:7.2f} s{extra}")
+        print(f"guard alone: {result['guard_host_s_per_run_median'] * 1e3:.1f} ms per run")
+        stem = f"throughput_{jax.default_backend()}_long_runs" + ("_quick" if args.quick else "")
+        report = {"machine": machine(), "quick": args.quick, "long_runs": result}
+        write_json(args.out, stem, report, default=float)
+        print(f"wrote {args.out / stem}.json")
+        return report
 
     peak = matmul_peak()
     print(f"matmul peak: {peak['flops_per_s'] / 1e9:.1f} GFLOP/s (float32, 2048 x 2048)")

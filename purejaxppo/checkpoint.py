@@ -7,12 +7,22 @@ format fails with a message saying so), then every file's hash (a truncated or a
 file fails loudly instead of loading garbage), then restores into the structure that
 the config's own ``Trainer.init`` produces, so params, optimiser state, env states,
 normalisation statistics, RNG, update counter and adaptive-KL beta all come back.
+
+A checkpoint is written under a temporary name beside its destination and renamed into
+place once complete (a rename is atomic), so a crash during a save leaves no folder
+that looks like a checkpoint. A *series* of checkpoints (:func:`save_in_series`,
+:func:`newest_checkpoint`) keeps the last few of a long run, one folder per update
+count, and loading picks the newest complete one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +40,9 @@ from purejaxppo.train import Trainer, TrainerState
 # networks); a feed-forward network's carry is empty.
 FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
+# a series' checkpoint folders: update-000000120 (the updates done); temporary ones start
+# with a dot and are never read
+SERIES_PATTERN = re.compile(r"^update-(\d{9})$")
 
 
 class CheckpointError(RuntimeError):
@@ -56,12 +69,20 @@ def _file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
-def save_checkpoint(path: str | Path, state: TrainerState, config: PPOConfig) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    state: TrainerState,
+    config: PPOConfig,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
     """Write ``state`` (of a run of ``config``, or of a batch of runs from
-    ``Trainer.init_many`` / ``run_many``) to the new folder ``path``.
+    ``Trainer.init_many`` / ``run_many``) to the new folder ``path``, atomically: it is
+    written under a temporary name in the same folder and renamed to ``path`` when complete.
 
     A state whose ``update_index`` was batched by a plain ``jax.vmap`` is stored with the
     shared scalar counter ``load_checkpoint`` gives back (all its entries must be equal).
+    ``extra_files``: more files to keep with it (name -> bytes, e.g. the metrics so far),
+    hashed in the manifest like orbax's; :func:`read_extra_file` reads one back.
     """
     import orbax.checkpoint as ocp
 
@@ -77,19 +98,49 @@ def save_checkpoint(path: str | Path, state: TrainerState, config: PPOConfig) ->
     path = Path(path).resolve()
     if path.exists():
         raise FileExistsError(f"checkpoint folder {path} already exists; pick a new one")
-    path.mkdir(parents=True)
+    extra_files = dict(extra_files or {})
+    for name in extra_files:
+        if name in ("state", MANIFEST) or Path(name).name != name:
+            raise ValueError(
+                f"extra file name {name!r}: expected a plain file name other than 'state' "
+                f"and {MANIFEST!r}"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if temporary.exists():  # left by a crash of an earlier process with this pid
+        shutil.rmtree(temporary)
+    temporary.mkdir()
     with ocp.StandardCheckpointer() as checkpointer:  # closing it ends its async writer
-        checkpointer.save(path / "state", _to_storable(state))
+        checkpointer.save(temporary / "state", _to_storable(state))
         checkpointer.wait_until_finished()
+    for name, data in extra_files.items():
+        (temporary / name).write_bytes(data)
     manifest = {
         "format_version": FORMAT_VERSION,
         "purejaxppo_version": __version__,
         "config": as_config(config).to_dict(),
         "update_index": np.asarray(state.update_index).tolist(),
-        "files": _file_hashes(path / "state"),
+        "files": _file_hashes(temporary / "state"),
+        "extra_files": {
+            name: hashlib.sha256(data).hexdigest() for name, data in extra_files.items()
+        },
     }
-    (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    _fsync_tree(temporary)
+    os.rename(temporary, path)  # atomic: the checkpoint appears whole or not at all
     return path
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` and the folders themselves to disk, so that the
+    rename that follows never publishes a checkpoint whose data a power cut could lose."""
+    for path in [*sorted(folder.rglob("*")), folder]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        descriptor = os.open(path, flags)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -108,6 +159,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"checkpoint {path} has format version {version!r}, written by purejaxppo "
             f"{manifest.get('purejaxppo_version')}; this version reads format {FORMAT_VERSION}"
         )
+    for name, digest in manifest.get("extra_files", {}).items():
+        extra = path / name
+        if not extra.is_file():
+            raise CheckpointError(f"corrupt checkpoint {path}: {name} is missing")
+        if hashlib.sha256(extra.read_bytes()).hexdigest() != digest:
+            raise CheckpointError(f"corrupt checkpoint {path}: {name} does not match its SHA-256")
     found = _file_hashes(path / "state")
     expected = manifest["files"]
     for name in sorted(set(expected) | set(found)):
@@ -168,4 +225,71 @@ def load_checkpoint(
         lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
         restored,
         target,
+    )
+
+
+def read_extra_file(path: str | Path, name: str) -> bytes:
+    """An extra file saved with the checkpoint at ``path``, checked against its hash."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if name not in manifest.get("extra_files", {}):
+        raise CheckpointError(f"checkpoint {path} holds no file {name!r}")
+    return (path / name).read_bytes()
+
+
+def series_path(folder: str | Path, update_index: int) -> Path:
+    """The folder of a series' checkpoint after ``update_index`` updates."""
+    return Path(folder) / f"update-{int(update_index):09d}"
+
+
+def save_in_series(
+    folder: str | Path,
+    state: TrainerState,
+    config: PPOConfig,
+    keep: int,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Save ``state`` as the newest checkpoint of the series in ``folder`` (named by its
+    update count, :func:`series_path`), then delete all but the newest ``keep``.
+
+    The old ones go only after the new one is complete, so a crash at any point leaves
+    at least one complete checkpoint once the first save has finished.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be a positive integer, got {keep}")
+    update_index = int(np.unique(np.asarray(state.update_index))[0])
+    path = save_checkpoint(series_path(folder, update_index), state, config, extra_files)
+    for old in series_checkpoints(folder)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def series_checkpoints(folder: str | Path) -> list[Path]:
+    """The checkpoint folders of the series in ``folder``, newest first (by update count);
+    temporary folders of unfinished saves are not among them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [path for path in folder.iterdir() if SERIES_PATTERN.match(path.name)]
+    return sorted(found, key=lambda path: path.name, reverse=True)
+
+
+def newest_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest complete, intact checkpoint of the series in ``folder``.
+
+    Returns ``(path, manifest, problems)``: ``problems`` says, one line each, why newer
+    ones were skipped (corrupt, of another format). Raises :class:`CheckpointError` if
+    there is no checkpoint, or none can be read (the message names each one's problem).
+    """
+    problems = []
+    candidates = series_checkpoints(folder)
+    for path in candidates:
+        try:
+            return path, read_manifest(path), problems
+        except CheckpointError as error:
+            problems.append(str(error))
+    if not candidates:
+        raise CheckpointError(f"{folder} holds no checkpoint")
+    raise CheckpointError(
+        f"none of the {len(candidates)} checkpoints in {folder} can be read: " + "; ".join(problems)
     )

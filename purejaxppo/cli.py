@@ -1,27 +1,35 @@
-"""The command line: ``purejaxppo train`` and ``purejaxppo evaluate``.
+"""The command line: ``purejaxppo train``, ``purejaxppo evaluate`` and ``purejaxppo plot``.
 
 Also ``python -m purejaxppo``; with no command (or only flags) it trains.
 
     purejaxppo train [--env CartPole-v1] [--seeds 4] [--seed 0] [--total-timesteps 5e5]
                      [--config FILE.json|.yaml] [--FIELD VALUE ...] [--out runs/NAME]
-                     [--no-progress] [--no-compile-cache]
+                     [--checkpoint-every UPDATES] [--checkpoint-every-s SECONDS]
+                     [--keep-checkpoints 3] [--on-nonfinite stop|warn]
+                     [--log csv] [--log tensorboard] [--no-progress] [--no-compile-cache]
+    purejaxppo train --resume runs/NAME [--no-progress] [--checkpoint-every ...] [--log ...]
     purejaxppo evaluate --run runs/NAME [--episodes 100] [--stochastic] [--no-compile-cache]
+    purejaxppo plot runs/A runs/B ... [--metric episode_return] [--out FILE.png]
 
 Every ``PPOConfig`` field is a flag (``--lr 1e-3``, ``--normalize-obs true``,
 ``--hidden-sizes 128,128``, ``--target-kl none``), its parser derived from the field's type;
 flags override the config file (PureJaxRL's UPPERCASE keys work there too; YAML floats
 follow YAML 1.2, so ``lr: 1e-3`` is a number), which overrides the defaults; the merged
-values are validated once. A run folder holds ``config.json``, ``metrics.npz`` (every metric,
-``[seeds, updates]``), ``summary.json``, ``learning_curve.png`` and ``checkpoint/``
-(the whole final training state, for ``evaluate`` or for resuming). Bad input is one
-line on stderr and exit code 2.
+values are validated once. A run folder (:mod:`purejaxppo.runs`) holds ``config.json`` and
+``run.json`` from the start, periodic ``checkpoints/`` and streamed logs while it trains,
+and ``metrics.npz`` (every metric, ``[seeds, updates]``), ``summary.json``,
+``learning_curve.png`` and ``checkpoint/`` (the whole final training state, for
+``evaluate``) at the end. ``--resume`` continues a run from its newest complete
+checkpoint, bit-identically. Bad input is one line on stderr and exit code 2; a run the
+divergence guard stops exits with code 3.
 
 Compiled programs are kept in JAX's persistent compilation cache (see
 :mod:`purejaxppo.compile_cache`; ``--no-compile-cache`` turns it off), so a second run of
 the same config loads them instead of compiling. A program with a host callback is
-never cached, so training runs as a few dozen calls of ``run_many`` (:func:`chunk_lengths`)
-and the progress is reported from the host between them, not from inside the program;
-chunked or not, the results are bit-identical (``Trainer.run``'s guarantee).
+never cached, so training runs as a few dozen calls of ``run_many``
+(:func:`purejaxppo.runs.chunk_plan`) and the progress, logs, guard and checkpoints happen
+on the host between them, not from inside the program; chunked or not, the results are
+bit-identical (``Trainer.run``'s guarantee).
 """
 
 from __future__ import annotations
@@ -73,6 +81,13 @@ def _parse_int(text: str) -> int | float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     return int(number) if number.is_integer() else number
+
+
+def _parse_positive_int(text: str) -> int:
+    value = _parse_int(text)
+    if not isinstance(value, int) or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _parse_float(text: str) -> float:
@@ -140,7 +155,7 @@ def _field_parser(name: str, annotation: Any) -> tuple[Callable[[str], Any], str
 def build_parser() -> argparse.ArgumentParser:
     from purejaxppo.config import PPOConfig
 
-    parser = _Parser(prog="purejaxppo", description="Train and evaluate PPO on gymnax envs.")
+    parser = _Parser(prog="purejaxppo", description="Train, evaluate and compare PPO runs.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     train = commands.add_parser("train", help="train vmapped seeds and save a run folder")
@@ -151,13 +166,68 @@ def build_parser() -> argparse.ArgumentParser:
         dest="env_name",
         default=argparse.SUPPRESS,
         metavar="NAME",
-        help="gymnax env name (default CartPole-v1)",
+        help="env name: gymnax, or a suite's with its prefix (brax:ant); default CartPole-v1",
     )
-    train.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="seeds trained at once")
-    train.add_argument("--seed", type=int, default=0, help="base seed: keys are split from it")
-    train.add_argument("--config", type=Path, help="a .json or .yaml file of PPOConfig fields")
-    train.add_argument("--out", type=Path, help="run folder (default runs/ENV_TIME)")
+    # run-defining flags default to "not given" too, so --resume can refuse them
+    suppress = argparse.SUPPRESS
+    train.add_argument(
+        "--seeds",
+        type=int,
+        default=suppress,
+        help=f"seeds trained at once (default {DEFAULT_SEEDS})",
+    )
+    train.add_argument(
+        "--seed", type=int, default=suppress, help="base seed: keys are split from it (default 0)"
+    )
+    train.add_argument(
+        "--config", type=Path, default=suppress, help="a .json or .yaml file of PPOConfig fields"
+    )
+    train.add_argument(
+        "--out", type=Path, default=suppress, help="run folder (default runs/ENV_TIME)"
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    long_runs = train.add_argument_group("long runs")
+    long_runs.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue the run in this folder from its newest checkpoint, with its own config",
+    )
+    long_runs.add_argument(
+        "--checkpoint-every",
+        type=_parse_positive_int,
+        default=suppress,
+        metavar="UPDATES",
+        help="save the whole state every UPDATES updates (default: only at the end)",
+    )
+    long_runs.add_argument(
+        "--checkpoint-every-s",
+        type=_parse_float,
+        default=suppress,
+        metavar="SECONDS",
+        help="also save when SECONDS have passed since the last save",
+    )
+    long_runs.add_argument(
+        "--keep-checkpoints",
+        type=_parse_positive_int,
+        default=suppress,
+        metavar="N",
+        help="how many of the newest periodic checkpoints to keep (default 3)",
+    )
+    long_runs.add_argument(
+        "--on-nonfinite",
+        choices=("stop", "warn"),
+        default=suppress,
+        help="when a loss, the gradient norm or the parameters become NaN or infinite: stop "
+        "(default; exit code 3, the last good checkpoint kept) or warn and go on",
+    )
+    long_runs.add_argument(
+        "--log",
+        action="append",
+        choices=("csv", "tensorboard"),
+        default=suppress,
+        help="stream the metrics to log.csv or tensorboard/ while training (repeatable)",
+    )
     _add_compile_cache_flag(train)
     fields = train.add_argument_group("PPOConfig fields (override --config)")
     types_ = typing.get_type_hints(PPOConfig)
@@ -181,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--stochastic", action="store_true", help="sample actions (default: the mode)"
     )
     _add_compile_cache_flag(evaluate)
+
+    plot = commands.add_parser("plot", help="draw runs' learning curves on one figure")
+    plot.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders")
+    plot.add_argument(
+        "--metric", default="episode_return", help="the metric to draw (default episode_return)"
+    )
+    plot.add_argument("--out", type=Path, help="the PNG to write (default compare_METRIC.png)")
     return parser
 
 
@@ -211,27 +288,6 @@ def _compile_cache(args: argparse.Namespace) -> Any:
             )
             folder = None
     return compile_cache_scope(folder)
-
-
-TARGET_CHUNKS = 25  # progress reports per run, about
-
-
-def chunk_lengths(num_updates: int, target_chunks: int = TARGET_CHUNKS) -> list[int]:
-    """How many updates each call of ``run_many`` does, summing to ``num_updates``.
-
-    About ``target_chunks`` calls of one length ``c`` (one compiled program): ``c`` is
-    the largest divisor of ``num_updates`` up to ``num_updates // target_chunks``, unless
-    that is below a quarter of it (``num_updates`` prime, say); then the calls have that
-    length and one last, shorter call does the rest (a second program).
-    """
-    if num_updates < 1:
-        raise ValueError(f"num_updates must be a positive integer, got {num_updates}")
-    longest = max(1, num_updates // target_chunks)
-    divisor = max(d for d in range(1, longest + 1) if num_updates % d == 0)
-    if 4 * divisor >= longest:
-        return [divisor] * (num_updates // divisor)
-    full, rest = divmod(num_updates, longest)
-    return [longest] * full + ([rest] if rest else [])
 
 
 def _yaml_loader() -> type:
@@ -284,8 +340,9 @@ def resolve_config(args: argparse.Namespace) -> Any:
     from purejaxppo.config import PPOConfig, map_config_keys
 
     values: dict[str, Any] = {}
-    if args.config is not None:
-        values.update(map_config_keys(_load_config_file(args.config)))
+    config_file = getattr(args, "config", None)
+    if config_file is not None:
+        values.update(map_config_keys(_load_config_file(config_file)))
     flags = vars(args)
     for field in dataclasses.fields(PPOConfig):
         if field.name in flags:  # given on the command line (absent otherwise)
@@ -293,78 +350,199 @@ def resolve_config(args: argparse.Namespace) -> Any:
     return PPOConfig.from_dict(values)
 
 
+# Flags that define what a run trains: refused with --resume (the run keeps its own).
+_RUN_DEFINING_FLAGS = {"seeds": "--seeds", "seed": "--seed", "config": "--config", "out": "--out"}
+_RUN_OPTION_FLAGS = (
+    "checkpoint_every",
+    "checkpoint_every_s",
+    "keep_checkpoints",
+    "on_nonfinite",
+    "log",
+)
+
+
+def _given(args: argparse.Namespace, name: str) -> bool:
+    """Whether the flag of ``name`` was on the command line (absent from ``args`` if not)."""
+    return name in vars(args)
+
+
+def _run_options(args: argparse.Namespace, saved: Any = None) -> Any:
+    """The run's options: ``saved`` (a resumed run's) or the defaults, then the flags."""
+    from purejaxppo.runs import RunOptions
+
+    values = dataclasses.asdict(saved if saved is not None else RunOptions())
+    for name in ("seeds", "seed", *_RUN_OPTION_FLAGS):
+        if _given(args, name):
+            values[name] = getattr(args, name)
+    values["log"] = tuple(values["log"])
+    return RunOptions(**values)
+
+
+def _refuse_run_flags_on_resume(args: argparse.Namespace) -> None:
+    from purejaxppo.config import PPOConfig
+
+    changing = [flag for name, flag in _RUN_DEFINING_FLAGS.items() if _given(args, name)]
+    changing += [
+        "--" + field.name.replace("_", "-") if field.name != "env_name" else "--env"
+        for field in dataclasses.fields(PPOConfig)
+        if _given(args, field.name)
+    ]
+    if changing:
+        option_flags = ["--" + name.replace("_", "-") for name in _RUN_OPTION_FLAGS]
+        allowed = ", ".join(["--no-progress", "--no-compile-cache", *option_flags])
+        raise UsageError(
+            f"--resume continues {args.resume} with its own config and seeds; "
+            f"{' '.join(changing)} would change the run (allowed with --resume: {allowed})"
+        )
+
+
 def train_command(args: argparse.Namespace) -> int:
     command_start = time.perf_counter()
     import jax
     import numpy as np
 
+    from purejaxppo import runs
     from purejaxppo.checkpoint import save_checkpoint
+    from purejaxppo.guard import describe
     from purejaxppo.progress import ProgressBar
-    from purejaxppo.stats import learning_curve, summarize
-    from purejaxppo.train import final_return, make_trainer
+    from purejaxppo.train import make_trainer
 
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
+    resume = None
     try:
-        config = resolve_config(args)
+        if args.resume is not None:
+            _refuse_run_flags_on_resume(args)
+            out = args.resume
+            config, saved_options = runs.read_run_folder(out)
+            options = _run_options(args, saved_options)
+            resume = runs.find_resume(out, config, options.seeds)
+        else:
+            options = _run_options(args)
+            config = resolve_config(args)
         trainer = make_trainer(config)  # no callback in the program: it can be cached
-    except ValueError as error:  # invalid config values, unknown env
+        if resume is None:
+            run_name = config.env_name.replace(":", "-")  # "brax:ant" -> "brax-ant"
+            out = getattr(args, "out", None)
+            if out is None:
+                out = Path("runs") / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+            runs.create_run_folder(out, config, options)
+    except ValueError as error:  # invalid config values, unknown env, bad run folder
         raise UsageError(str(error)) from error
-    run_name = config.env_name.replace(":", "-")  # "brax:ant" -> "brax-ant"
-    out = args.out or Path("runs") / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"--out {out} exists and is not empty; pick a new run folder")
-    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
-    print(
-        f"Training PPO on {config.env_name}: {args.seeds} seeds x "
-        f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
-        flush=True,
-    )
-    lengths = chunk_lengths(config.num_updates)
 
-    start = time.perf_counter()
-    state = jax.jit(trainer.init_many)(keys)
-    run_many = jax.jit(trainer.run_many, static_argnums=1)
-    runs = {n: run_many.lower(state, n).compile() for n in sorted(set(lengths))}
-    compile_s = time.perf_counter() - start  # init's compile and run, run_many's compile
+    if resume is None:
+        print(
+            f"Training PPO on {config.env_name}: {options.seeds} seeds x "
+            f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
+            flush=True,
+        )
+        keys = jax.random.split(jax.random.key(options.seed), options.seeds)
+        state = jax.jit(trainer.init_many)(keys)
+    else:
+        for problem in resume.skipped:
+            print(f"warning: skipped a checkpoint: {problem}", file=sys.stderr)
+        try:
+            state = runs.load_resumed_state(trainer, resume, options.seeds)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        for moved in runs.clean_up_for_resume(out, resume):
+            print(
+                f"warning: moved the unreadable checkpoint out of the way: {moved}", file=sys.stderr
+            )
+        runs.write_run_file(out, options, _version())
+        print(
+            f"Resuming PPO on {config.env_name} in {out} from update {resume.update} of "
+            f"{config.num_updates} ({resume.checkpoint.name}; {jax.default_backend()})",
+            flush=True,
+        )
+    start_update = 0 if resume is None else resume.update
 
     progress = None
     if not args.no_progress:
         progress = ProgressBar(config.num_updates, f"PPO {config.env_name}")
-    start = time.perf_counter()
-    startup_s = start - command_start  # imports, config, compilation (or cache loads), init
-    chunks: list[dict[str, jax.Array]] = []
-    for length in lengths:
-        state, chunk = runs[length](state)  # dispatched: runs while the host reports
+
+    def on_chunk(done: int, chunk: dict[str, Any]) -> None:
         if progress is not None:
-            _report(progress, chunks, lengths)
-        chunks.append(chunk)
-    state = jax.block_until_ready(state)
-    run_s = time.perf_counter() - start
-    if progress is not None:
-        _report(progress, chunks, lengths)
-    metrics = {
-        name: np.concatenate([np.asarray(chunk[name]) for chunk in chunks], axis=1)
-        for name in chunks[0]
-    }
+            returns = chunk["episode_return"]
+            finished = np.isfinite(returns).any(axis=0)
+            latest = returns[:, np.flatnonzero(finished)[-1]] if finished.any() else returns[:, -1]
+            progress({"update": done - 1, "episode_return": latest})
+
+    startup_s = time.perf_counter() - command_start
+    try:
+        result = runs.train_in_chunks(
+            trainer,
+            state,
+            out,
+            options,
+            start_update,
+            None if resume is None else resume.metrics,
+            None if resume is None else resume.checkpoint,
+            on_chunk,
+        )
+    except ValueError as error:  # a log that cannot be opened (its extra missing)
+        raise UsageError(str(error)) from error
+    metrics = result.metrics
+    if result.diverged is not None:
+        np.savez_compressed(out / runs.METRICS_FILE, **metrics)
+        where = describe(result.diverged, options.seeds, options.seed)
+        kept = (
+            f"the last good checkpoint is {result.last_checkpoint} (resume with --resume {out})"
+            if result.last_checkpoint is not None
+            else "no checkpoint was saved (--checkpoint-every K saves one every K updates)"
+        )
+        message = f"training diverged at {where}; {kept}; metrics so far in {out}/metrics.npz"
+        print(f"error: {message}", file=sys.stderr)
+        return 3
+    final = out / runs.FINAL_CHECKPOINT
+    save_start = time.perf_counter()
+    save_checkpoint(final, result.state, config)
+    save_s = result.save_s + time.perf_counter() - save_start
+    return _finish_run(args, out, config, options, metrics, result, start_update, startup_s, save_s)
+
+
+def _version() -> str:
+    from purejaxppo import __version__
+
+    return __version__
+
+
+def _finish_run(
+    args: argparse.Namespace,
+    out: Path,
+    config: Any,
+    options: Any,
+    metrics: dict[str, Any],
+    result: Any,
+    start_update: int,
+    startup_s: float,
+    save_s: float,
+) -> int:
+    """Write the metrics, the summary and the learning curve of a finished run; print it."""
+    import jax
+    import numpy as np
+
+    from purejaxppo.stats import learning_curve, summarize
+    from purejaxppo.train import final_return
+
+    seeds = options.seeds
     scores = final_return(metrics["episode_return"])
     finished = np.isfinite(scores)
     summary = summarize(scores) if finished.all() else None
-    sps = args.seeds * config.trained_timesteps / run_s
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    trained_here = (config.num_updates - start_update) * config.batch_size  # per seed
+    sps = seeds * trained_here / result.run_s
     np.savez_compressed(out / "metrics.npz", **metrics)
-    save_checkpoint(out / "checkpoint", state, config)
     report = {
         "env_name": config.env_name,
-        "seeds": args.seeds,
-        "base_seed": args.seed,
+        "seeds": seeds,
+        "base_seed": options.seed,
         "trained_timesteps": config.trained_timesteps,
         "final_return": scores.tolist(),
         "summary": summary._asdict() if summary else None,
         "startup_s": startup_s,
-        "compile_s": compile_s,
-        "run_s": run_s,
+        "compile_s": result.compile_s,
+        "run_s": result.run_s,
+        "checkpoint_s": save_s,
+        "checkpoints_saved": result.saves,
+        "resumed_from_update": start_update or None,
         "env_steps_per_s": sps,
         "compile_cache": args.compile_cache,
         "backend": jax.default_backend(),
@@ -372,7 +550,7 @@ def train_command(args: argparse.Namespace) -> int:
     }
     (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n")
     curve = learning_curve(metrics["episode_return"], metrics["env_steps"][0])
-    _plot(curve, args.seeds, f"PPO on {config.env_name}", out / "learning_curve.png")
+    _plot(curve, seeds, f"PPO on {config.env_name}", out / "learning_curve.png")
 
     print(
         f"\n{'env':<20} {'seeds':>5} {'final return':>12} {'IQM':>9} {'95% CI':>21} "
@@ -384,26 +562,16 @@ def train_command(args: argparse.Namespace) -> int:
     else:
         mean, iqm, ci = summary.mean, summary.iqm, f"[{summary.ci_low:.1f}, {summary.ci_high:.1f}]"
     print(
-        f"{config.env_name:<20} {args.seeds:>5} {mean:>12.1f} {iqm:>9.1f} "
-        f"{ci:>21} {sps:>11,.0f} {compile_s:>7.1f}s {run_s:>7.1f}s"
+        f"{config.env_name:<20} {seeds:>5} {mean:>12.1f} {iqm:>9.1f} "
+        f"{ci:>21} {sps:>11,.0f} {result.compile_s:>7.1f}s {result.run_s:>7.1f}s"
     )
     print("per seed: " + " ".join(f"{score:.1f}" for score in scores))
-    print(f"wrote {out}/: config.json metrics.npz summary.json learning_curve.png checkpoint/")
+    written = "config.json run.json metrics.npz summary.json learning_curve.png checkpoint/"
+    for extra in ("checkpoints/", "log.csv", "tensorboard/"):
+        if (out / extra.rstrip("/")).exists():
+            written += f" {extra}"
+    print(f"wrote {out}/: {written}")
     return 0
-
-
-def _report(progress: Any, chunks: list[dict[str, Any]], lengths: list[int]) -> None:
-    """Show the last finished chunk of ``chunks`` (metrics ``[seeds, length]``) on the
-    progress bar: the updates done and their last episode return."""
-    import numpy as np
-
-    if not chunks:
-        return
-    done = sum(lengths[: len(chunks)])
-    returns = np.asarray(chunks[-1]["episode_return"])  # waits for that chunk only
-    finished = np.isfinite(returns).any(axis=0)
-    latest = returns[:, np.flatnonzero(finished)[-1]] if finished.any() else returns[:, -1]
-    progress({"update": done - 1, "episode_return": latest})
 
 
 def _plot(curve: dict[str, list], seeds: int, title: str, path: Path) -> None:
@@ -477,6 +645,69 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_metrics(run: Path) -> tuple[dict[str, Any], str]:
+    """A run folder's metrics (``metrics.npz`` when it has finished, else its newest
+    checkpoint's, for a run still training or killed) and its env name."""
+    import io
+
+    import numpy as np
+
+    from purejaxppo.checkpoint import CheckpointError, newest_checkpoint, read_extra_file
+    from purejaxppo.runs import CHECKPOINTS, METRICS_FILE
+
+    if not (run / "config.json").is_file():
+        raise UsageError(f"{run} is not a run folder written by 'purejaxppo train'")
+    env_name = json.loads((run / "config.json").read_text()).get("env_name", "?")
+    if (run / METRICS_FILE).is_file():
+        data = np.load(run / METRICS_FILE)
+    else:
+        try:
+            path, _, _ = newest_checkpoint(run / CHECKPOINTS)
+            data = np.load(io.BytesIO(read_extra_file(path, METRICS_FILE)))
+        except CheckpointError as error:
+            raise UsageError(f"{run}: no metrics.npz and {error}") from error
+    return {name: data[name] for name in data.files}, env_name
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Learning curves of several runs on one figure: per run the mean over its seeds and
+    a 95% bootstrap band of that mean, against environment steps."""
+    from purejaxppo.stats import learning_curve
+
+    loaded = [(run, *_run_metrics(run)) for run in args.runs]
+    for run, metrics, _ in loaded:
+        if args.metric not in metrics:
+            available = ", ".join(sorted(name for name in metrics if name != "env_steps"))
+            raise UsageError(
+                f"--metric {args.metric}: {run} has no such metric; it has {available}"
+            )
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise UsageError('plot needs matplotlib: pip install "purejaxppo[notebooks]"') from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from purejaxppo.plotting import draw_curve
+
+    out = args.out or Path(f"compare_{args.metric}.png")
+    envs = sorted({env_name for _, _, env_name in loaded})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, (run, metrics, _) in enumerate(loaded):
+        curve = learning_curve(metrics[args.metric], metrics["env_steps"][0])
+        seeds = metrics[args.metric].shape[0]
+        label = run.name or str(run)
+        ylabel = args.metric.replace("_", " ")
+        draw_curve(ax, curve, seeds, ", ".join(envs), f"C{index % 10}", label, ylabel)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}: {args.metric} of {len(loaded)} run(s) against environment steps")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
@@ -484,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "plot":
+            return plot_command(args)
         with _compile_cache(args) as cache_dir:
             args.compile_cache = None if cache_dir is None else str(cache_dir)
             if args.command == "evaluate":

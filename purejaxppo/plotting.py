@@ -23,6 +23,7 @@ def draw_curve(
     title: str,
     color: str = "C0",
     label: str | None = None,
+    ylabel: str = "episode return",
 ) -> None:
     """Mean over seeds and its 95% band against environment steps on ``ax`` (``label``
     names the curve in the legend, for several on one axes).
@@ -45,6 +46,6 @@ def draw_curve(
     )
     ax.set_title(title)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return")
+    ax.set_ylabel(ylabel)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: format_steps(x) if x > 0 else "0"))
     ax.grid(True, alpha=0.3)

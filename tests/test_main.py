@@ -17,10 +17,10 @@ from purejaxppo.cli import (
     _field_parser,
     _load_config_file,
     build_parser,
-    chunk_lengths,
     main,
     resolve_config,
 )
+from purejaxppo.runs import chunk_lengths
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_a_complete_run_folder(run_dir):
-    names = {"config.json", "metrics.npz", "summary.json", "learning_curve.png", "checkpoint"}
+    names = {"config.json", "run.json", "metrics.npz", "summary.json", "learning_curve.png"}
+    names.add("checkpoint")
     assert {p.name for p in run_dir.iterdir()} == names
     config = json.loads((run_dir / "config.json").read_text())
     assert config["lr"] == 1e-3 and config["env_name"] == "CartPole-v1"  # flag over default
@@ -248,6 +249,7 @@ _NON_DEFAULT = {
     "value_clip_eps": 1e-05,
     "network": "gru",
     "rnn_hidden_size": 32,
+    "resets_per_step": 2,
 }
 
 
