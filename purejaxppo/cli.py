@@ -402,7 +402,6 @@ def train_command(args: argparse.Namespace) -> int:
     import numpy as np
 
     from purejaxppo import runs
-    from purejaxppo.checkpoint import save_checkpoint
     from purejaxppo.guard import describe
     from purejaxppo.progress import ProgressBar
     from purejaxppo.train import make_trainer
@@ -485,16 +484,15 @@ def train_command(args: argparse.Namespace) -> int:
         np.savez_compressed(out / runs.METRICS_FILE, **metrics)
         where = describe(result.diverged, options.seeds, options.seed)
         kept = (
-            f"the last good checkpoint is {result.last_checkpoint} (resume with --resume {out})"
+            f"the last good checkpoint is {result.last_checkpoint}"
             if result.last_checkpoint is not None
             else "no checkpoint was saved (--checkpoint-every K saves one every K updates)"
         )
         message = f"training diverged at {where}; {kept}; metrics so far in {out}/metrics.npz"
         print(f"error: {message}", file=sys.stderr)
         return 3
-    final = out / runs.FINAL_CHECKPOINT
     save_start = time.perf_counter()
-    save_checkpoint(final, result.state, config)
+    runs.save_final_checkpoint(out, result.state, config)
     save_s = result.save_s + time.perf_counter() - save_start
     return _finish_run(args, out, config, options, metrics, result, start_update, startup_s, save_s)
 

@@ -21,6 +21,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -36,6 +37,7 @@ from purejaxppo.checkpoint import (
     load_checkpoint,
     newest_checkpoint,
     read_extra_file,
+    save_checkpoint,
     save_in_series,
     series_checkpoints,
 )
@@ -405,6 +407,20 @@ def train_in_chunks(
     result.run_s = time.perf_counter() - start
     result.metrics = _joined(parts)
     return result
+
+
+def save_final_checkpoint(out: Path, state: Any, config: PPOConfig) -> Path:
+    """``checkpoint/``: the final state. One left by a process killed before it finished the
+    run's last files is replaced, the new one written in full before the old one goes."""
+    final = out / FINAL_CHECKPOINT
+    if not final.exists():
+        return save_checkpoint(final, state, config)
+    replacement = save_checkpoint(out / f".{FINAL_CHECKPOINT}.new-{os.getpid()}", state, config)
+    old = final.with_name(f".{FINAL_CHECKPOINT}.old-{os.getpid()}")
+    final.rename(old)
+    replacement.rename(final)
+    shutil.rmtree(old)
+    return final
 
 
 def load_resumed_state(trainer: Any, resume: Resume, seeds: int) -> Any:

@@ -169,6 +169,18 @@ def test_resume_skips_a_corrupt_newest_checkpoint_and_still_matches(tmp_path, re
     _assert_same_run(out, reference)
 
 
+def test_a_run_killed_after_its_last_update_resumes_to_write_its_results(tmp_path, reference):
+    """Killed after the final checkpoint but before summary.json: the resume trains
+    nothing, replaces the final checkpoint and writes the same results."""
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    for name in ("summary.json", "metrics.npz", "learning_curve.png"):
+        (out / name).unlink()
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert not any(name.startswith(".") for name in os.listdir(out))
+    _assert_same_run(out, reference)
+
+
 def _listing(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
 
