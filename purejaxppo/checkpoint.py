@@ -61,6 +61,39 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
+def _checkpointer() -> Any:
+    """orbax's ``StandardCheckpointer``, for this process alone: in a multi-process run one
+    process writes a checkpoint of arrays it holds whole (:func:`_on_host`), and each process
+    reads one by itself, so no process waits for another."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=options)
+
+
+def _on_host(state: Any) -> Any:
+    """``state``, after checking this process holds all of it. ``ValueError`` for arrays
+    other processes hold parts of: gathering them is a collective every process must
+    join, so the caller does it (``purejaxppo.parallel.gather``) and saves from one."""
+    if not all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(state)):
+        raise ValueError(
+            "this state is spread over several processes: call purejaxppo.parallel.gather("
+            "state) in every process, then save_checkpoint from one of them"
+        )
+    return state
+
+
+def _spread(tree: Any) -> bool:
+    """Whether any array of ``tree`` lives on more than one device, or the run has several
+    processes."""
+    if jax.process_count() > 1:
+        return True
+    return any(
+        isinstance(x, jax.Array) and len(x.sharding.device_set) > 1 for x in jax.tree.leaves(tree)
+    )
+
+
 def _file_hashes(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -84,7 +117,6 @@ def save_checkpoint(
     ``extra_files``: more files to keep with it (name -> bytes, e.g. the metrics so far),
     hashed in the manifest like orbax's; :func:`read_extra_file` reads one back.
     """
-    import orbax.checkpoint as ocp
 
     from purejaxppo import __version__
 
@@ -110,8 +142,14 @@ def save_checkpoint(
     if temporary.exists():  # left by a crash of an earlier process with this pid
         shutil.rmtree(temporary)
     temporary.mkdir()
-    with ocp.StandardCheckpointer() as checkpointer:  # closing it ends its async writer
-        checkpointer.save(temporary / "state", _to_storable(state))
+    with _checkpointer() as checkpointer:  # closing it ends its async writer
+        storable = _to_storable(_on_host(state))
+        if _spread(storable):
+            # host copies: orbax would record the layout over devices and refuse to restore
+            # onto another number of them (and refuses arrays local to one of several
+            # processes); a one-device state is saved as it is, weak types and all
+            storable = jax.tree.map(np.asarray, storable)
+        checkpointer.save(temporary / "state", storable)
         checkpointer.wait_until_finished()
     for name, data in extra_files.items():
         (temporary / name).write_bytes(data)
@@ -192,7 +230,6 @@ def load_checkpoint(
     :class:`CheckpointError` if the checkpoint is corrupt, of an unknown format, or was
     written for a different config.
     """
-    import orbax.checkpoint as ocp
 
     path = Path(path).resolve()
     manifest = read_manifest(path)
@@ -213,7 +250,7 @@ def load_checkpoint(
     target = jax.eval_shape(trainer.init_many, keys)
     try:
         # 64-bit mode keeps the float64 counters (counters.py) in their own dtype
-        with counters.wide(), ocp.StandardCheckpointer() as checkpointer:
+        with counters.wide(), _checkpointer() as checkpointer:
             storable_target = jax.eval_shape(_to_storable, target)
             restored = checkpointer.restore(path / "state", storable_target)
     except Exception as error:  # orbax raises various types for a structure mismatch
@@ -221,6 +258,10 @@ def load_checkpoint(
             f"checkpoint {path} does not match this trainer's state (batch_shape "
             f"{batch_shape}?): {error}"
         ) from error
+    with counters.wide():  # host copies become arrays in their own dtype (float64 too)
+        restored = jax.tree.map(
+            lambda x: jax.device_put(x) if isinstance(x, np.ndarray) else x, restored
+        )
     return jax.tree.map(
         lambda stored, like: jax.random.wrap_key_data(stored) if _is_key(like) else stored,
         restored,

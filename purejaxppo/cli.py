@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -81,6 +82,16 @@ def _parse_int(text: str) -> int | float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     return int(number) if number.is_integer() else number
+
+
+def _parse_devices(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return _parse_positive_int(text)
+    except argparse.ArgumentTypeError:
+        message = f"expected 'all' or a positive integer, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
 
 
 def _parse_positive_int(text: str) -> int:
@@ -228,6 +239,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=suppress,
         help="stream the metrics to log.csv or tensorboard/ while training (repeatable)",
     )
+    scale = train.add_argument_group("devices and hosts")
+    scale.add_argument(
+        "--devices",
+        type=_parse_devices,
+        default=suppress,
+        metavar="all|N",
+        help="split the seeds over all (or N) devices of all processes (default: one device)",
+    )
+    scale.add_argument(
+        "--vmap-width",
+        type=_parse_positive_int,
+        default=suppress,
+        metavar="W",
+        help="with --devices, compute each device's seeds W at a time: results are then "
+        "bit-identical for any device count (default: all at once)",
+    )
+    scale.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="process 0's address, for several processes"
+    )
+    scale.add_argument("--num-processes", type=_parse_positive_int, metavar="N")
+    scale.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
     _add_compile_cache_flag(train)
     fields = train.add_argument_group("PPOConfig fields (override --config)")
     types_ = typing.get_type_hints(PPOConfig)
@@ -358,6 +390,8 @@ _RUN_OPTION_FLAGS = (
     "keep_checkpoints",
     "on_nonfinite",
     "log",
+    "devices",
+    "vmap_width",
 )
 
 
@@ -396,17 +430,34 @@ def _refuse_run_flags_on_resume(args: argparse.Namespace) -> None:
         )
 
 
+def _join_processes(args: argparse.Namespace) -> None:
+    """``jax.distributed.initialize`` from the multi-host flags (or their environment
+    variables), before anything starts a JAX backend."""
+    from purejaxppo import parallel
+
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    variables = (parallel.COORDINATOR_ENV, parallel.NUM_PROCESSES_ENV, parallel.PROCESS_ID_ENV)
+    if all(flag is None for flag in flags) and not any(v in os.environ for v in variables):
+        return
+    try:
+        parallel.initialize(*flags)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
 def train_command(args: argparse.Namespace) -> int:
     command_start = time.perf_counter()
+    _join_processes(args)
     import jax
     import numpy as np
 
-    from purejaxppo import runs
+    from purejaxppo import parallel, runs
     from purejaxppo.guard import describe
     from purejaxppo.progress import ProgressBar
     from purejaxppo.train import make_trainer
 
     resume = None
+    primary = jax.process_index() == 0
     try:
         if args.resume is not None:
             _refuse_run_flags_on_resume(args)
@@ -417,22 +468,43 @@ def train_command(args: argparse.Namespace) -> int:
         else:
             options = _run_options(args)
             config = resolve_config(args)
+        mesh = None if options.devices is None else parallel.device_mesh(options.devices)
+        if mesh is not None:
+            per_device = parallel.runs_per_device(options.seeds, mesh)
+            if options.vmap_width is not None and per_device % options.vmap_width:
+                raise UsageError(
+                    f"--vmap-width {options.vmap_width} does not divide the {per_device} "
+                    f"seeds each of the {mesh.devices.size} devices holds"
+                )
+        elif jax.process_count() > 1:
+            raise UsageError("a run of several processes needs --devices all (or N)")
+        if jax.process_count() > 1 and options.checkpoint_every_s is not None:
+            raise UsageError(
+                "--checkpoint-every-s is not available with several processes (their clocks "
+                "would disagree on when to save); use --checkpoint-every"
+            )
         trainer = make_trainer(config)  # no callback in the program: it can be cached
         if resume is None:
             run_name = config.env_name.replace(":", "-")  # "brax:ant" -> "brax-ant"
             out = getattr(args, "out", None)
             if out is None:
                 out = Path("runs") / f"{run_name}_{time.strftime('%Y%m%d-%H%M%S')}"
-            runs.create_run_folder(out, config, options)
+            if primary:
+                runs.create_run_folder(out, config, options)
     except ValueError as error:  # invalid config values, unknown env, bad run folder
         raise UsageError(str(error)) from error
+    placement = ""
+    if mesh is not None:
+        placement = f", {mesh.devices.size} devices in {jax.process_count()} process(es)"
 
     if resume is None:
-        print(
-            f"Training PPO on {config.env_name}: {options.seeds} seeds x "
-            f"{config.trained_timesteps:,} steps ({jax.default_backend()}) -> {out}",
-            flush=True,
-        )
+        if primary:
+            print(
+                f"Training PPO on {config.env_name}: {options.seeds} seeds x "
+                f"{config.trained_timesteps:,} steps ({jax.default_backend()}{placement}) "
+                f"-> {out}",
+                flush=True,
+            )
         keys = jax.random.split(jax.random.key(options.seed), options.seeds)
         state = jax.jit(trainer.init_many)(keys)
     else:
@@ -442,20 +514,23 @@ def train_command(args: argparse.Namespace) -> int:
             state = runs.load_resumed_state(trainer, resume, options.seeds)
         except ValueError as error:
             raise UsageError(str(error)) from error
-        for moved in runs.clean_up_for_resume(out, resume):
+        if primary:
+            for moved in runs.clean_up_for_resume(out, resume):
+                print(
+                    f"warning: moved the unreadable checkpoint out of the way: {moved}",
+                    file=sys.stderr,
+                )
+            runs.write_run_file(out, options, _version())
             print(
-                f"warning: moved the unreadable checkpoint out of the way: {moved}", file=sys.stderr
+                f"Resuming PPO on {config.env_name} in {out} from update {resume.update} of "
+                f"{config.num_updates} ({resume.checkpoint.name}; {jax.default_backend()}"
+                f"{placement})",
+                flush=True,
             )
-        runs.write_run_file(out, options, _version())
-        print(
-            f"Resuming PPO on {config.env_name} in {out} from update {resume.update} of "
-            f"{config.num_updates} ({resume.checkpoint.name}; {jax.default_backend()})",
-            flush=True,
-        )
     start_update = 0 if resume is None else resume.update
 
     progress = None
-    if not args.no_progress:
+    if not args.no_progress and primary:
         progress = ProgressBar(config.num_updates, f"PPO {config.env_name}")
 
     def on_chunk(done: int, chunk: dict[str, Any]) -> None:
@@ -476,11 +551,14 @@ def train_command(args: argparse.Namespace) -> int:
             None if resume is None else resume.metrics,
             None if resume is None else resume.checkpoint,
             on_chunk,
+            mesh=mesh,
         )
     except ValueError as error:  # a log that cannot be opened (its extra missing)
         raise UsageError(str(error)) from error
     metrics = result.metrics
     if result.diverged is not None:
+        if not primary:
+            return 3
         np.savez_compressed(out / runs.METRICS_FILE, **metrics)
         where = describe(result.diverged, options.seeds, options.seed)
         kept = (
@@ -494,6 +572,8 @@ def train_command(args: argparse.Namespace) -> int:
     save_start = time.perf_counter()
     runs.save_final_checkpoint(out, result.state, config)
     save_s = result.save_s + time.perf_counter() - save_start
+    if not primary:
+        return 0
     return _finish_run(args, out, config, options, metrics, result, start_update, startup_s, save_s)
 
 
@@ -543,6 +623,9 @@ def _finish_run(
         "resumed_from_update": start_update or None,
         "env_steps_per_s": sps,
         "compile_cache": args.compile_cache,
+        "devices": {None: 1, "all": jax.device_count()}.get(options.devices, options.devices),
+        "processes": jax.process_count(),
+        "vmap_width": options.vmap_width,
         "backend": jax.default_backend(),
         "jax": jax.__version__,
     }

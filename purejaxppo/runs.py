@@ -18,6 +18,7 @@ uninterrupted one on the same machine and software.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -40,6 +41,7 @@ from purejaxppo.checkpoint import (
     save_checkpoint,
     save_in_series,
     series_checkpoints,
+    series_path,
 )
 from purejaxppo.config import PPOConfig
 from purejaxppo.guard import NonFinite, describe, finite_parameters, first_nonfinite
@@ -69,6 +71,10 @@ class RunOptions:
     how many of the newest periodic checkpoints to keep. ``on_nonfinite``: ``"stop"`` the
     run when a loss, the gradient norm or the parameters become non-finite, or ``"warn"``
     and go on. ``log``: the logs to stream (:data:`purejaxppo.logging.LOG_FORMATS`).
+    ``devices``: None trains on the default device (one program, as ``jax.jit``);
+    ``"all"`` or ``N`` splits the seeds over a mesh of devices (:mod:`purejaxppo.parallel`).
+    ``vmap_width``: on a mesh, compute each device's seeds this many at a time, which makes
+    the results bit-identical for any number of devices (None: all at once).
     """
 
     seeds: int = 4
@@ -78,11 +84,13 @@ class RunOptions:
     keep_checkpoints: int = 3
     on_nonfinite: str = "stop"
     log: tuple[str, ...] = ()
+    devices: int | str | None = None
+    vmap_width: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("seeds", "keep_checkpoints", "checkpoint_every"):
+        for name in ("seeds", "keep_checkpoints", "checkpoint_every", "vmap_width"):
             value = getattr(self, name)
-            if value is None and name == "checkpoint_every":
+            if value is None and name in ("checkpoint_every", "vmap_width"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 flag = "--" + name.replace("_", "-")
@@ -97,6 +105,11 @@ class RunOptions:
                 f"--on-nonfinite must be one of {', '.join(ON_NONFINITE)}, "
                 f"got {self.on_nonfinite!r}"
             )
+        devices = self.devices
+        if devices not in (None, "all") and (
+            isinstance(devices, bool) or not isinstance(devices, int) or devices < 1
+        ):
+            raise RunError(f"--devices must be 'all' or a positive integer, got {devices!r}")
         unknown = [name for name in self.log if name not in LOG_FORMATS]
         if unknown:
             raise RunError(f"--log {unknown[0]}: valid logs are {', '.join(LOG_FORMATS)}")
@@ -115,6 +128,8 @@ RESUMABLE_OPTIONS = (
     "keep_checkpoints",
     "on_nonfinite",
     "log",
+    "devices",
+    "vmap_width",
 )
 
 
@@ -319,6 +334,7 @@ def train_in_chunks(
     last_checkpoint: Path | None = None,
     on_chunk: Callable[[int, dict[str, np.ndarray]], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    mesh: Any = None,
 ) -> ChunkedRun:
     """Train ``state`` (from ``Trainer.init_many``, or a resumed checkpoint after
     ``start_update`` updates) to the config's ``num_updates``, in chunks (:func:`chunk_plan`).
@@ -328,21 +344,43 @@ def train_in_chunks(
     due. The next chunk is dispatched before the last one is looked at, so the device does
     not wait for the host. With ``on_nonfinite="stop"`` a non-finite chunk ends the run
     before its state is saved: the newest checkpoint stays the last good one.
+
+    ``mesh``: split the seeds over these devices (:func:`purejaxppo.parallel.shard_vmap`,
+    ``options.vmap_width`` at a time). In a multi-process run every process calls this
+    alike; the metrics and the saved states are gathered in all of them (collectives), and
+    only process 0 writes files, logs and calls ``on_chunk``.
     """
     import jax
 
+    from purejaxppo.parallel import gather, shard_vmap
+
     config = trainer.config
+    primary = jax.process_index() == 0
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
     plan = chunk_plan(start_update, config.num_updates, options.checkpoint_every)
     start = time.perf_counter()
-    run_many = jax.jit(trainer.run_many, static_argnums=1)
-    programs = {n: run_many.lower(state, n).compile() for n in sorted(set(plan))}
+    programs: dict[int, Callable[..., Any]] = {}
+    for length in sorted(set(plan)):
+        if mesh is None:
+            programs[length] = (
+                jax.jit(trainer.run_many, static_argnums=1).lower(state, length).compile()
+            )
+            continue
+        program = shard_vmap(
+            functools.partial(trainer.run, num_updates=length),
+            mesh,
+            in_axes=(trainer.STATE_AXES,),
+            out_axes=(trainer.STATE_AXES, 0),
+            width=options.vmap_width,
+        )
+        program.compile_for(state)
+        programs[length] = program
     compile_s = time.perf_counter() - start
 
     purge_from = None  # TensorBoard drops what a killed process logged after the checkpoint
     if start_update and metrics_so_far:
         purge_from = int(np.asarray(metrics_so_far["env_steps"])[0, -1]) + 1
-    logs = open_logs(options.log, out, start_update or None, purge_from)
+    logs = open_logs(options.log, out, start_update or None, purge_from) if primary else []
     parts = [metrics_so_far] if metrics_so_far and start_update else []
     warned: set[int] = set()
     result = ChunkedRun(state, {}, compile_s, 0.0, 0.0, 0, None, last_checkpoint)
@@ -351,15 +389,15 @@ def train_in_chunks(
     def finish_chunk(first: int, state_after: Any, chunk: dict[str, Any]) -> bool:
         """Look at one finished chunk; False when the run must stop."""
         nonlocal last_save
-        host = {name: np.asarray(value) for name, value in chunk.items()}
+        host = gather(chunk)  # a collective in a multi-process run: every process is here
         done = first + next(iter(host.values())).shape[1]
         parts.append(host)
-        if on_chunk is not None:
+        if on_chunk is not None and primary:
             on_chunk(done, host)
         for log in logs:
             log.write(host, first)
         params = state_after.runner.train_state.params
-        found = first_nonfinite(host, first, finite_parameters(params))
+        found = first_nonfinite(host, first, gather(finite_parameters(params)))
         if found is not None:
             if options.on_nonfinite == "stop":
                 result.diverged = found
@@ -376,13 +414,15 @@ def train_in_chunks(
         )
         if due:
             save_start = time.perf_counter()
-            result.last_checkpoint = save_in_series(
-                out / CHECKPOINTS,
-                state_after,
-                config,
-                options.keep_checkpoints,
-                {METRICS_FILE: _metrics_npz(_joined(parts))},
-            )
+            # several processes: gathered whole in every one (a collective), process 0 writes
+            whole = gather(state_after) if jax.process_count() > 1 else state_after
+            path = series_path(out / CHECKPOINTS, done)
+            if primary:
+                metrics_file = {METRICS_FILE: _metrics_npz(_joined(parts))}
+                save_in_series(
+                    out / CHECKPOINTS, whole, config, options.keep_checkpoints, metrics_file
+                )
+            result.last_checkpoint = path
             last_save = time.perf_counter()
             result.save_s += last_save - save_start
             result.saves += 1
@@ -411,8 +451,17 @@ def train_in_chunks(
 
 def save_final_checkpoint(out: Path, state: Any, config: PPOConfig) -> Path:
     """``checkpoint/``: the final state. One left by a process killed before it finished the
-    run's last files is replaced, the new one written in full before the old one goes."""
+    run's last files is replaced, the new one written in full before the old one goes. In
+    a multi-process run every process calls this (the state is gathered in all) and
+    process 0 writes."""
+    import jax
+
+    from purejaxppo.parallel import gather
+
     final = out / FINAL_CHECKPOINT
+    state = gather(state) if jax.process_count() > 1 else state
+    if jax.process_index() != 0:
+        return final
     if not final.exists():
         return save_checkpoint(final, state, config)
     replacement = save_checkpoint(out / f".{FINAL_CHECKPOINT}.new-{os.getpid()}", state, config)
