@@ -384,15 +384,14 @@ def resolve_config(args: argparse.Namespace) -> Any:
 
 # Flags that define what a run trains: refused with --resume (the run keeps its own).
 _RUN_DEFINING_FLAGS = {"seeds": "--seeds", "seed": "--seed", "config": "--config", "out": "--out"}
-_RUN_OPTION_FLAGS = (
-    "checkpoint_every",
-    "checkpoint_every_s",
-    "keep_checkpoints",
-    "on_nonfinite",
-    "log",
-    "devices",
-    "vmap_width",
-)
+
+
+# the run options a resume may change (purejaxppo.runs.RESUMABLE_OPTIONS); cli imports
+# nothing heavy at module level, so they are read when needed
+def _run_option_flags() -> tuple[str, ...]:
+    from purejaxppo.runs import RESUMABLE_OPTIONS
+
+    return RESUMABLE_OPTIONS
 
 
 def _given(args: argparse.Namespace, name: str) -> bool:
@@ -405,7 +404,7 @@ def _run_options(args: argparse.Namespace, saved: Any = None) -> Any:
     from purejaxppo.runs import RunOptions
 
     values = dataclasses.asdict(saved if saved is not None else RunOptions())
-    for name in ("seeds", "seed", *_RUN_OPTION_FLAGS):
+    for name in ("seeds", "seed", *_run_option_flags()):
         if _given(args, name):
             values[name] = getattr(args, name)
     values["log"] = tuple(values["log"])
@@ -422,7 +421,7 @@ def _refuse_run_flags_on_resume(args: argparse.Namespace) -> None:
         if _given(args, field.name)
     ]
     if changing:
-        option_flags = ["--" + name.replace("_", "-") for name in _RUN_OPTION_FLAGS]
+        option_flags = ["--" + name.replace("_", "-") for name in _run_option_flags()]
         allowed = ", ".join(["--no-progress", "--no-compile-cache", *option_flags])
         raise UsageError(
             f"--resume continues {args.resume} with its own config and seeds; "
