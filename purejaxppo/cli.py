@@ -494,7 +494,9 @@ def train_command(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     placement = ""
     if mesh is not None:
-        placement = f", {mesh.devices.size} devices in {jax.process_count()} process(es)"
+        devices, processes = mesh.devices.size, jax.process_count()
+        placement = f", {devices} device{'s' * (devices > 1)} in {processes} process"
+        placement += "es" * (processes > 1)
 
     if resume is None:
         if primary:
@@ -539,7 +541,6 @@ def train_command(args: argparse.Namespace) -> int:
             latest = returns[:, np.flatnonzero(finished)[-1]] if finished.any() else returns[:, -1]
             progress({"update": done - 1, "episode_return": latest})
 
-    startup_s = time.perf_counter() - command_start
     try:
         result = runs.train_in_chunks(
             trainer,
@@ -554,6 +555,7 @@ def train_command(args: argparse.Namespace) -> int:
         )
     except ValueError as error:  # a log that cannot be opened (its extra missing)
         raise UsageError(str(error)) from error
+    startup_s = result.started_at - command_start  # to the first update: compiling included
     metrics = result.metrics
     if result.diverged is not None:
         if not primary:

@@ -312,6 +312,7 @@ class ChunkedRun:
     saves: int
     diverged: NonFinite | None
     last_checkpoint: Path | None
+    started_at: float = 0.0  # time.perf_counter() when the first chunk was dispatched
 
 
 def _metrics_npz(metrics: dict[str, np.ndarray]) -> bytes:
@@ -428,7 +429,7 @@ def train_in_chunks(
             result.saves += 1
         return True
 
-    start = time.perf_counter()
+    start = result.started_at = time.perf_counter()
     pending = None
     update = start_update
     try:

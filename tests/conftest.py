@@ -38,6 +38,11 @@ if _test_cache != "off":
         print(f"conftest: no compilation cache ({error})", file=sys.stderr)
 
 
+# compiler options for a program a test runs for a few steps only: LLVM's optimisation
+# level 0 compiles it about twice as fast; its run time does not matter
+QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+
+
 @struct.dataclass
 class FixedHorizonParams(environment.EnvParams):
     max_steps_in_episode: int = 5

@@ -5,12 +5,11 @@ over device meshes and writes what it got to ``--out`` (``.npz`` of every output
 
 import argparse
 import json
-import sys
 
 import jax
 import numpy as np
 
-from purejaxppo import PPOConfig, parallel  # neither starts a JAX backend
+from purejaxppo import PPOConfig, parallel
 
 CONFIG = PPOConfig(
     num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=4 * 16 * 3, hidden_sizes=(16,)
@@ -32,15 +31,9 @@ def _flat(tree) -> dict[str, np.ndarray]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--width", type=int, default=2)
-    parser.add_argument("--only-all-at-once", action="store_true", help="no --width runs")
-    parser.add_argument("--coordinator")
-    parser.add_argument("--num-processes", type=int)
-    parser.add_argument("--process-id", type=int)
     args = parser.parse_args()
-    if args.coordinator:  # before anything starts a backend (gymnax's import does)
-        parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     from purejaxppo import make_train
 
     calls: list[list[int]] = []
@@ -52,9 +45,7 @@ def main() -> None:
     for devices in args.devices:
         mesh = parallel.device_mesh(devices)
         # all runs in one program only on the largest mesh (a compile per run is slow)
-        widths = [args.width] if not args.only_all_at_once else []
-        widths += [None] if devices == max(args.devices) else []
-        for width in widths:
+        for width in [args.width] + ([None] if devices == max(args.devices) else []):
             name = f"devices{mesh.devices.size}_width{width}"
             out = jax.block_until_ready(parallel.shard_vmap(train, mesh, width=width)(keys))
             results.update({f"{name}{key}": value for key, value in _flat(out).items()})
@@ -65,11 +56,9 @@ def main() -> None:
         parallel.shard_vmap(train, parallel.device_mesh())(jax.random.split(keys[0], 10))
     except ValueError as error:
         report["uneven"] = str(error)
-    if jax.process_index() == 0:
-        np.savez(f"{args.out}.npz", **results)
-        with open(f"{args.out}.json", "w") as file:
-            json.dump(report, file)
-    print("done", jax.process_index(), file=sys.stderr)
+    np.savez(f"{args.out}.npz", **results)
+    with open(f"{args.out}.json", "w") as file:
+        json.dump(report, file)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ConstantRewardEnv, FixedHorizonParams, tree_equal
+from conftest import QUICK_COMPILE, ConstantRewardEnv, FixedHorizonParams, tree_equal
 from gymnax.environments import environment, spaces
 
 from purejaxppo import (
@@ -64,7 +64,10 @@ def test_every_offline_env_trains_by_name(env_name):
     )
     trainer = make_trainer(config)
     initial = trainer.init(jax.random.key(0))
-    state, metrics = jax.jit(trainer.run, static_argnums=1)(initial, config.num_updates)
+    # two updates of 16 steps: compiling is nearly all of it, and at XLA's optimisation level
+    # 0 it takes about half as long (on the 2-core CPU)
+    run = jax.jit(trainer.run, static_argnums=1).lower(initial, config.num_updates)
+    state, metrics = run.compile(QUICK_COMPILE)(initial)
     # it stepped the env and took every gradient step, with finite losses and parameters
     np.testing.assert_array_equal(metrics["env_steps"], [16, 32])
     np.testing.assert_array_equal(metrics["minibatches_done"], [2, 2])
