@@ -256,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         "bit-identical for any device count (default: all at once)",
     )
     scale.add_argument(
+        "--split",
+        choices=("seeds", "envs"),
+        default=suppress,
+        help="with --devices, what the devices split: the seeds (independent runs, default) "
+        "or every seed's envs (one agent, data parallel: gradients averaged over devices)",
+    )
+    scale.add_argument(
         "--coordinator", metavar="HOST:PORT", help="process 0's address, for several processes"
     )
     scale.add_argument("--num-processes", type=_parse_positive_int, metavar="N")
@@ -467,22 +474,30 @@ def train_command(args: argparse.Namespace) -> int:
         else:
             options = _run_options(args)
             config = resolve_config(args)
-        mesh = None if options.devices is None else parallel.device_mesh(options.devices)
-        if mesh is not None:
+        data_parallel = options.split == "envs"
+        if data_parallel and options.devices is None:
+            raise UsageError("--split envs needs --devices all (or N)")
+        axis = parallel.DATA_AXIS if data_parallel else parallel.RUNS_AXIS
+        mesh = None if options.devices is None else parallel.device_mesh(options.devices, axis)
+        if mesh is None and jax.process_count() > 1:
+            raise UsageError("a run of several processes needs --devices all (or N)")
+        if mesh is not None and not data_parallel:
             per_device = parallel.runs_per_device(options.seeds, mesh)
             if options.vmap_width is not None and per_device % options.vmap_width:
                 raise UsageError(
                     f"--vmap-width {options.vmap_width} does not divide the {per_device} "
                     f"seeds each of the {mesh.devices.size} devices holds"
                 )
-        elif jax.process_count() > 1:
-            raise UsageError("a run of several processes needs --devices all (or N)")
         if jax.process_count() > 1 and options.checkpoint_every_s is not None:
             raise UsageError(
                 "--checkpoint-every-s is not available with several processes (their clocks "
                 "would disagree on when to save); use --checkpoint-every"
             )
-        trainer = make_trainer(config)  # no callback in the program: it can be cached
+        # no callback in the program: it can be cached
+        if data_parallel:
+            trainer = parallel.make_data_parallel_trainer(config, mesh)
+        else:
+            trainer = make_trainer(config)
         if resume is None:
             run_name = config.env_name.replace(":", "-")  # "brax:ant" -> "brax-ant"
             out = getattr(args, "out", None)
@@ -497,6 +512,7 @@ def train_command(args: argparse.Namespace) -> int:
         devices, processes = mesh.devices.size, jax.process_count()
         placement = f", {devices} device{'s' * (devices > 1)} in {processes} process"
         placement += "es" * (processes > 1)
+        placement += ", envs split" if data_parallel else ""
 
     if resume is None:
         if primary:
@@ -507,6 +523,8 @@ def train_command(args: argparse.Namespace) -> int:
                 flush=True,
             )
         keys = jax.random.split(jax.random.key(options.seed), options.seeds)
+        if data_parallel:  # the same keys in every process, one global array
+            keys = parallel.place(keys, parallel.replicated(mesh))
         state = jax.jit(trainer.init_many)(keys)
     else:
         for problem in resume.skipped:
@@ -515,6 +533,8 @@ def train_command(args: argparse.Namespace) -> int:
             state = runs.load_resumed_state(trainer, resume, options.seeds)
         except ValueError as error:
             raise UsageError(str(error)) from error
+        if data_parallel:  # host copies onto the mesh: envs split, the rest replicated
+            state = parallel.place(state, parallel.data_parallel_shardings(mesh, state, 1))
         if primary:
             for moved in runs.clean_up_for_resume(out, resume):
                 print(
@@ -551,7 +571,7 @@ def train_command(args: argparse.Namespace) -> int:
             None if resume is None else resume.metrics,
             None if resume is None else resume.checkpoint,
             on_chunk,
-            mesh=mesh,
+            mesh=None if data_parallel else mesh,  # a data-parallel trainer places itself
         )
     except ValueError as error:  # a log that cannot be opened (its extra missing)
         raise UsageError(str(error)) from error
@@ -627,6 +647,7 @@ def _finish_run(
         "devices": {None: 1, "all": jax.device_count()}.get(options.devices, options.devices),
         "processes": jax.process_count(),
         "vmap_width": options.vmap_width,
+        "split": options.split if options.devices is not None else None,
         "backend": jax.default_backend(),
         "jax": jax.__version__,
     }

@@ -13,6 +13,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from purejaxppo.collectives import LOCAL, Collectives
 from purejaxppo.config import POLICY_OBJECTIVES
 from purejaxppo.networks import PolicyParams, apply_network, make_distribution, shared_log_std
 
@@ -90,9 +91,13 @@ class LossInfo(NamedTuple):
     ratio_max: jax.Array
 
 
-def normalize_advantages(advantages: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """``(A - mean(A)) / (std(A) + eps)`` over the minibatch ``[B]``."""
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+def normalize_advantages(
+    advantages: jax.Array, eps: float = 1e-8, collectives: Collectives = LOCAL
+) -> jax.Array:
+    """``(A - mean(A)) / (std(A) + eps)`` over the minibatch ``[B]`` (data parallel: the
+    mean and std of the whole minibatch, every device's share of it)."""
+    mean, std = collectives.mean_of(advantages), collectives.std_of(advantages)
+    return (advantages - mean) / (std + eps)
 
 
 def clipped_surrogate(
@@ -221,9 +226,14 @@ def ppo_loss_terms(
     objective: str = "clip",
     normalize_advantages_: bool = True,
     clip_value_loss: bool = True,
+    collectives: Collectives = LOCAL,
 ) -> tuple[jax.Array, LossTerms]:
     """``L = L_policy + vf_coef * L_value - ent_coef * H[pi]`` on one minibatch, and its
     :class:`LossTerms` (what :func:`ppo_loss` summarises).
+
+    Data parallel (``collectives``): each device's loss is on its share of the minibatch,
+    with the advantages normalised by the whole minibatch's statistics; the mean of the
+    devices' gradients is then the gradient of the whole minibatch's loss.
 
     ``apply_fn(params, carry, obs, episode_start) -> (carry, PolicyParams, value)`` is a
     network's ``apply`` (the protocol, :mod:`purejaxppo.networks.protocol`), run over the
@@ -238,7 +248,7 @@ def ppo_loss_terms(
     kl = old_pi.kl_divergence(pi)
     advantages = batch.advantage
     if normalize_advantages_:
-        advantages = normalize_advantages(advantages)
+        advantages = normalize_advantages(advantages, collectives=collectives)
 
     actor_loss = policy_loss(
         objective, log_ratio, advantages, kl, coefficients.clip_eps, coefficients.kl_beta
@@ -261,30 +271,43 @@ def ppo_loss_terms(
 
 
 def summarize_loss_terms(
-    terms: LossTerms, clip_eps: float | jax.Array, taken: jax.Array | None = None
+    terms: LossTerms,
+    clip_eps: float | jax.Array,
+    taken: jax.Array | None = None,
+    collectives: Collectives = LOCAL,
 ) -> LossInfo:
     """The :class:`LossInfo` of one step's terms, or of many steps' stacked terms.
 
     ``taken`` ``[*steps]`` (default: all) selects the steps to describe: losses are means
     over those steps, the ratio statistics are over all their samples (``ratio_max``:
     the largest). Computing them once for a whole update, rather than in every step,
-    keeps them out of the gradient-step loop.
+    keeps them out of the gradient-step loop. Data parallel (``collectives``): each
+    device's terms are of its share of every minibatch, equal in size; the losses are
+    averaged over devices and the sample statistics taken over all devices' samples.
     """
     if taken is None:
         taken = jnp.ones(terms.total_loss.shape, bool)
     sample_taken = jnp.broadcast_to(taken[..., None], terms.log_ratio.shape)
     ratio = jnp.exp(terms.log_ratio)
+    mean_of = collectives.mean_of
+    losses = collectives.mean(
+        [
+            jnp.mean(terms.total_loss, where=taken),
+            jnp.mean(terms.policy_loss, where=taken),
+            jnp.mean(terms.value_loss, where=taken),
+            jnp.mean(terms.entropy, where=taken),
+        ]
+    )
     return LossInfo(
-        total_loss=jnp.mean(terms.total_loss, where=taken),
-        policy_loss=jnp.mean(terms.policy_loss, where=taken),
-        value_loss=jnp.mean(terms.value_loss, where=taken),
-        entropy=jnp.mean(terms.entropy, where=taken),
-        approx_kl=approx_kl(terms.log_ratio, where=sample_taken),
-        kl=jnp.mean(terms.kl, where=sample_taken),
-        clip_fraction=clip_fraction(terms.log_ratio, clip_eps, where=sample_taken),
-        ratio_mean=jnp.mean(ratio, where=sample_taken),
-        ratio_std=jnp.std(ratio, where=sample_taken),
-        ratio_max=jnp.max(ratio, where=sample_taken, initial=-jnp.inf),
+        *losses,
+        approx_kl=mean_of(jnp.expm1(terms.log_ratio) - terms.log_ratio, where=sample_taken),
+        kl=mean_of(terms.kl, where=sample_taken),
+        clip_fraction=mean_of(
+            (jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), where=sample_taken
+        ),
+        ratio_mean=mean_of(ratio, where=sample_taken),
+        ratio_std=collectives.std_of(ratio, where=sample_taken),
+        ratio_max=collectives.max_of(ratio, where=sample_taken),
     )
 
 

@@ -21,6 +21,7 @@ over all devices (:func:`device_mesh`) and run the same program everywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -72,10 +73,10 @@ def _env_int(name: str) -> int:
         raise ValueError(f"{name} must be an integer, got {os.environ[name]!r}") from None
 
 
-def device_mesh(devices: int | str | Sequence[Any] | None = "all") -> Mesh:
-    """A one-dimensional mesh (axis ``"runs"``) over ``devices``: ``"all"`` or None for every
-    device of every process (``jax.devices()``), an int ``N`` for the first ``N``, or a
-    sequence of devices."""
+def device_mesh(devices: int | str | Sequence[Any] | None = "all", axis: str = RUNS_AXIS) -> Mesh:
+    """A one-dimensional mesh (axis ``axis``, ``"runs"`` by default) over ``devices``:
+    ``"all"`` or None for every device of every process (``jax.devices()``), an int ``N``
+    for the first ``N``, or a sequence of devices."""
     available = jax.devices()
     if devices is None or devices == "all":
         chosen = available
@@ -90,7 +91,7 @@ def device_mesh(devices: int | str | Sequence[Any] | None = "all") -> Mesh:
         raise ValueError(f"devices must be 'all', a positive integer or devices, got {devices!r}")
     else:
         chosen = list(devices)
-    return Mesh(np.asarray(chosen), (RUNS_AXIS,))
+    return Mesh(np.asarray(chosen), (axis,))
 
 
 def check_split(count: int, mesh: Mesh, what: str = "runs") -> None:
@@ -344,3 +345,131 @@ def describe(mesh: Mesh) -> dict[str, Any]:
         "devices_in_this_process": len(mine),
         "platform": mesh.devices.flat[0].platform,
     }
+
+
+DATA_AXIS = "data"
+
+
+def make_data_parallel_trainer(
+    config: Any,
+    mesh: Mesh,
+    env: Any = None,
+    env_params: Any = None,
+    on_update: Any = None,
+    progress: bool = False,
+    network: Any = None,
+) -> Any:
+    """One agent whose ``config.num_envs`` envs are split over ``mesh``'s devices (data
+    parallel): a :class:`~purejaxppo.train.Trainer` whose ``init`` / ``run`` (and so
+    ``init_many`` / ``run_many``, a ``vmap`` over them) are ``jax.shard_map``-ed over the
+    mesh's one axis. Arguments as :func:`purejaxppo.make_trainer`.
+
+    Each device steps ``num_envs / devices`` envs, computes their advantages, shuffles
+    its own samples into ``num_minibatches`` shares and computes gradients on them; the
+    reductions (:mod:`purejaxppo.collectives`) are a mean of the gradients in every
+    minibatch step, the advantage normalisation's mean and std per minibatch, the exact
+    KL for the adaptive penalty and ``target_kl``, the normalisation statistics once per
+    rollout, and the update's metrics. No sample moves between devices. The states that
+    come out hold all ``num_envs`` envs, split over the devices
+    (:func:`~purejaxppo.train.state_layout`), with parameters replicated: a checkpoint of
+    one restores on any device count that divides ``num_envs``, or on one device with the
+    plain trainer.
+
+    Equal to a single-device run with the same config and key (up to float rounding:
+    the sums run in another order) when ``num_minibatches = 1`` and neither
+    observations nor rewards are normalised: the rollouts step the same envs with the
+    same random draws. With several minibatches the shuffle differs (per device), and
+    with normalisation a rollout normalises with its own device's running statistics,
+    merged at its end: both are as good, not the same numbers.
+
+    ``on_update`` / ``progress`` report once per update, from the first device. The
+    pieces ``collect`` / ``make_batch`` / ``learn`` are one device's and only run under
+    ``shard_map``; periodic evaluation runs on every device alike.
+
+    >>> trainer = make_data_parallel_trainer(PPOConfig(num_envs=64), device_mesh(4))
+    >>> state, metrics = jax.jit(trainer.run, static_argnums=1)(trainer.init(key), 10)
+    """
+    from purejaxppo.collectives import Collectives
+    from purejaxppo.config import PPOConfig, as_config
+    from purejaxppo.train import make_trainer, state_layout
+
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"a data-parallel mesh has one axis, got {mesh.axis_names}")
+    config = PPOConfig() if config is None else as_config(config)
+    axis = mesh.axis_names[0]
+    collectives = Collectives(axis_name=axis, size=int(mesh.devices.size))
+    local = make_trainer(config, env, env_params, on_update, progress, network, collectives)
+    specs = state_layout(per_env=P(axis), shared=P())
+
+    def shard(fn: Callable[..., Any], in_specs: Any, out_specs: Any) -> Callable[..., Any]:
+        return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+
+    def init(rng: jax.Array, hyperparams: Any = None) -> Any:
+        if hyperparams is None:
+            hyperparams = config.hyperparams()
+        return shard(local.init, (P(), P()), specs)(rng, hyperparams)
+
+    def run(state: Any, num_updates: int) -> tuple[Any, dict[str, jax.Array]]:
+        def run_local(state: Any) -> tuple[Any, dict[str, jax.Array]]:
+            return local.run(state, num_updates)
+
+        return shard(run_local, (specs,), (specs, P()))(state)
+
+    def one_device_only(*_: Any, **__: Any) -> Any:
+        raise ValueError(
+            "collect / make_batch / learn of a data-parallel trainer are one device's "
+            "part and run only under shard_map: use init and run (or init_many / run_many)"
+        )
+
+    return dataclasses.replace(
+        local,
+        init=init,
+        run=run,
+        collect=one_device_only,
+        make_batch=one_device_only,
+        learn=one_device_only,
+    )
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """The sharding of an array every device of ``mesh`` holds whole."""
+    return NamedSharding(mesh, P())
+
+
+def data_parallel_shardings(mesh: Mesh, state: Any, batch_ndim: int = 0) -> Any:
+    """The shardings of a data-parallel ``TrainerState`` (``batch_ndim`` leading axes of
+    runs): the envs' parts split along the axis after those (:func:`state_layout`), the
+    rest replicated; for :func:`place`, e.g. a state restored from a checkpoint."""
+    from purejaxppo.train import state_layout
+
+    per_env = NamedSharding(mesh, P(*([None] * batch_ndim), mesh.axis_names[0]))
+    layout = state_layout(per_env=per_env, shared=replicated(mesh))
+    return jax.tree.map(
+        lambda sharding, sub: jax.tree.map(lambda _: sharding, sub),
+        layout,
+        state,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
+
+
+def make_data_parallel_train(
+    config: Any,
+    mesh: Mesh,
+    env: Any = None,
+    env_params: Any = None,
+    on_update: Any = None,
+    progress: bool = False,
+    network: Any = None,
+) -> Callable[..., Any]:
+    """:func:`purejaxppo.make_train` for one agent split over ``mesh``'s devices (see
+    :func:`make_data_parallel_trainer`): ``train(rng, hyperparams=None) -> TrainOutput``;
+    jit it, vmap it over seeds as the single-device one."""
+    trainer = make_data_parallel_trainer(
+        config, mesh, env, env_params, on_update, progress, network
+    )
+
+    def train(rng: jax.Array, hyperparams: Any = None) -> Any:
+        state, metrics = trainer.run(trainer.init(rng, hyperparams), trainer.config.num_updates)
+        return trainer.output(state, metrics)
+
+    return train

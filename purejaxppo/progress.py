@@ -161,7 +161,10 @@ def _host_copy(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def report_to_host(
-    host: UpdateCallback, update_index: jax.Array, metrics: dict[str, jax.Array]
+    host: UpdateCallback,
+    update_index: jax.Array,
+    metrics: dict[str, jax.Array],
+    reporting: jax.Array | bool = True,
 ) -> None:
     """Call ``host`` with ``metrics`` (and ``update``, the 0-based update index) on the
     host, in update order.
@@ -171,39 +174,54 @@ def report_to_host(
     that are the same for every seed (e.g. ``learning_rate``) broadcast to that shape;
     ``update`` is a Python int. Its return value is ignored and nothing it does reaches
     the program's outputs. An exception in ``host`` fails the run.
+
+    ``reporting``: a traced bool; where False the call reaches the host but ``host`` is
+    not called (a data-parallel run reports from its first device only: a ``lax.cond``
+    around the callback is not allowed under ``vmap``).
     """
-    _make_sender(host)(jnp.asarray(update_index, jnp.int32), metrics)
+    _make_sender(host)(jnp.asarray(update_index, jnp.int32), metrics, jnp.asarray(reporting))
 
 
-def _make_sender(host: UpdateCallback) -> Callable[[jax.Array, dict[str, jax.Array]], None]:
-    """``send(update_index, metrics)``: the ordered ``io_callback`` to ``host``, with a
-    ``vmap`` rule that makes one call for the whole batch instead of one per seed."""
+def _make_sender(
+    host: UpdateCallback,
+) -> Callable[[jax.Array, dict[str, jax.Array], jax.Array], None]:
+    """``send(update_index, metrics, reporting)``: the ordered ``io_callback`` to ``host``
+    (skipped on the host where ``reporting`` is False), with a ``vmap`` rule that makes
+    one call for the whole batch instead of one per seed."""
 
-    def on_host(update_index: Any, metrics: dict[str, Any]) -> None:
-        host({"update": int(np.asarray(update_index)), **_host_copy(metrics)})
+    def on_host(update_index: Any, metrics: dict[str, Any], reporting: Any) -> None:
+        if bool(np.asarray(reporting)):
+            host({"update": int(np.asarray(update_index)), **_host_copy(metrics)})
         # None whatever host returned: io_callback checks the result against "no outputs"
 
     @custom_vmap
-    def send(update_index: jax.Array, metrics: dict[str, jax.Array]) -> None:
-        io_callback(on_host, None, update_index, metrics, ordered=True)
+    def send(update_index: jax.Array, metrics: dict[str, jax.Array], reporting: jax.Array) -> None:
+        io_callback(on_host, None, update_index, metrics, reporting, ordered=True)
 
     @send.def_vmap
     def send_batched(
-        axis_size: int, in_batched: list[Any], update_index: jax.Array, metrics: dict[str, Any]
+        axis_size: int,
+        in_batched: list[Any],
+        update_index: jax.Array,
+        metrics: dict[str, Any],
+        reporting: jax.Array,
     ) -> tuple[None, None]:
         """One call with the batch axis in front of every metric (metrics shared by all
         seeds broadcast to it). A batched ``update_index`` (every seed is at the same
-        update) is read from the first seed. An enclosing ``vmap`` batches ``send`` again."""
-        index_batched, metrics_batched = in_batched
+        update) and ``reporting`` are read from the first seed. An enclosing ``vmap``
+        batches ``send`` again."""
+        index_batched, metrics_batched, reporting_batched = in_batched
         if index_batched:
             update_index = update_index[0]
+        if reporting_batched:
+            reporting = reporting[0]
         stacked = {
             name: value
             if metrics_batched[name]
             else jnp.broadcast_to(value, (axis_size, *value.shape))
             for name, value in metrics.items()
         }
-        send(update_index, stacked)
+        send(update_index, stacked, reporting)
         return None, None
 
     return send

@@ -137,9 +137,10 @@ def collect_rollout(
     num_envs = vec_env.num_envs
     rng, noise_key, env_key = jax.random.split(runner.rng, 3)
     spec = vec_env.action_spec
+    # drawn for all the agent's envs; data parallel: each device keeps its envs' block
+    noise = action_noise(noise_key, (num_steps, vec_env.total_envs, spec.dim), spec.discrete)
     inputs = _StepInputs(
-        action_noise(noise_key, (num_steps, num_envs, spec.dim), spec.discrete),
-        vec_env.draw(env_key, num_steps),
+        vec_env.collectives.take_block(noise, axis=1), vec_env.draw(env_key, num_steps)
     )
     never_starts = jnp.zeros(num_envs, bool)
     log_std = shared_log_std(

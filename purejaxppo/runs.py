@@ -60,6 +60,9 @@ class RunError(ValueError):
     """A run folder that cannot be created or resumed as asked: one line for the user."""
 
 
+SPLITS = ("seeds", "envs")  # what --devices split: independent runs, or one agent's envs
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """How a run folder trains, beyond its ``PPOConfig``.
@@ -74,7 +77,9 @@ class RunOptions:
     ``devices``: None trains on the default device (one program, as ``jax.jit``);
     ``"all"`` or ``N`` splits the seeds over a mesh of devices (:mod:`purejaxppo.parallel`).
     ``vmap_width``: on a mesh, compute each device's seeds this many at a time, which makes
-    the results bit-identical for any number of devices (None: all at once).
+    the results bit-identical for any number of devices (None: all at once). ``split``:
+    what the devices split, the ``"seeds"`` (independent runs) or every seed's ``"envs"``
+    (one agent data parallel, :func:`purejaxppo.parallel.make_data_parallel_trainer`).
     """
 
     seeds: int = 4
@@ -86,6 +91,7 @@ class RunOptions:
     log: tuple[str, ...] = ()
     devices: int | str | None = None
     vmap_width: int | None = None
+    split: str = "seeds"
 
     def __post_init__(self) -> None:
         for name in ("seeds", "keep_checkpoints", "checkpoint_every", "vmap_width"):
@@ -110,6 +116,10 @@ class RunOptions:
             isinstance(devices, bool) or not isinstance(devices, int) or devices < 1
         ):
             raise RunError(f"--devices must be 'all' or a positive integer, got {devices!r}")
+        if self.split not in SPLITS:
+            raise RunError(f"--split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.split == "envs" and self.vmap_width is not None:
+            raise RunError("--vmap-width splits seeds: it does not apply with --split envs")
         unknown = [name for name in self.log if name not in LOG_FORMATS]
         if unknown:
             raise RunError(f"--log {unknown[0]}: valid logs are {', '.join(LOG_FORMATS)}")
@@ -130,6 +140,7 @@ RESUMABLE_OPTIONS = (
     "log",
     "devices",
     "vmap_width",
+    "split",
 )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 from purejaxppo import counters
+from purejaxppo.collectives import LOCAL, Collectives
 from purejaxppo.config import PPOConfig, PPOHyperparams, as_config, check_sequence_minibatches
 from purejaxppo.envs import VecEnv, VecEnvState, make_env, observation_layout
 from purejaxppo.gae import compute_gae
@@ -32,7 +33,6 @@ from purejaxppo.update import (
     clip_eps_at,
     learning_rate_at,
     make_optimizer,
-    masked_mean,
     set_optimizer_hyperparams,
     update_policy,
 )
@@ -70,35 +70,47 @@ def build_network(config: PPOConfig, vec_env: VecEnv, network: Any = None) -> An
         )
     check_network(network, vec_env.policy_obs_spec, None, spec.dim, spec.discrete, spec.nvec)
     if is_recurrent(network):
-        check_sequence_minibatches(config.num_envs, config.num_minibatches, type(network).__name__)
+        # data parallel: each device's envs split into minibatches
+        check_sequence_minibatches(vec_env.num_envs, config.num_minibatches, type(network).__name__)
     return network
 
 
-def rollout_metrics(traj: Transition) -> dict[str, jax.Array]:
-    """Episode statistics of one rollout ``[T, N]``: means over episodes that finished.
+def rollout_metrics(traj: Transition, collectives: Collectives = LOCAL) -> dict[str, jax.Array]:
+    """Episode statistics of one rollout ``[T, N]``: means over episodes that finished
+    (data parallel: on every device).
 
     ``episode_return`` / ``episode_length`` are NaN when no episode finished.
     """
     done = traj.done
+
+    def mean(values: jax.Array) -> jax.Array:  # NaN when no episode finished
+        return collectives.mean_of(values.astype(jnp.float32), where=done)
+
     return {
-        "episode_return": masked_mean(traj.episode_return, done, empty=jnp.nan),
-        "episode_length": masked_mean(traj.episode_length, done, empty=jnp.nan),
-        "episodes": done.sum().astype(jnp.int32),
+        "episode_return": mean(traj.episode_return),
+        "episode_length": mean(traj.episode_length),
+        "episodes": collectives.sum(done.sum().astype(jnp.int32)),
     }
 
 
-def policy_kl(apply_fn: Callable[..., Any], params: Any, batch: Batch) -> jax.Array:
-    """Mean exact KL(pi_old || pi_params) over the batch's samples (the paper's d);
-    ``pi_old`` is the policy that collected them, ``batch.policy_params``."""
+def policy_kl(
+    apply_fn: Callable[..., Any], params: Any, batch: Batch, collectives: Collectives = LOCAL
+) -> jax.Array:
+    """Mean exact KL(pi_old || pi_params) over the batch's samples (the paper's d; data
+    parallel: every device's samples); ``pi_old`` is the policy that collected them,
+    ``batch.policy_params``."""
     new_policy = apply_network(apply_fn, params, batch.carry, batch.obs, batch.episode_start).policy
     old_pi = make_distribution(flatten_steps(batch.policy_params))
-    return jnp.mean(old_pi.kl_divergence(make_distribution(flatten_steps(new_policy))))
+    return collectives.mean_of(old_pi.kl_divergence(make_distribution(flatten_steps(new_policy))))
 
 
-def explained_variance(predictions: jax.Array, targets: jax.Array) -> jax.Array:
+def explained_variance(
+    predictions: jax.Array, targets: jax.Array, collectives: Collectives = LOCAL
+) -> jax.Array:
     """``1 - Var(targets - predictions) / Var(targets)``; NaN when ``Var(targets) = 0``."""
-    target_var = jnp.var(targets)
-    return jnp.where(target_var > 0, 1.0 - jnp.var(targets - predictions) / target_var, jnp.nan)
+    target_var = collectives.var_of(targets)
+    residual_var = collectives.var_of(targets - predictions)
+    return jnp.where(target_var > 0, 1.0 - residual_var / target_var, jnp.nan)
 
 
 def final_return(episode_return: Any, fraction: float = 0.1) -> np.ndarray:
@@ -123,6 +135,7 @@ def make_trainer(
     on_update: UpdateCallback | None = None,
     progress: bool = False,
     network: Any = None,
+    collectives: Collectives = LOCAL,
 ) -> Trainer:
     """A :class:`Trainer` for ``config``: ``init`` a run, then ``run`` it in chunks.
 
@@ -134,9 +147,14 @@ def make_trainer(
     over the updates. With neither, the compiled program has no callback at all.
     ``network``: your own flax module following the network protocol
     (:mod:`purejaxppo.networks.protocol`) instead of the built-in ``config.network``.
+    ``collectives``: one agent on several devices (:mod:`purejaxppo.collectives`); the
+    trainer is then one device's part, stepping ``num_envs / collectives.size`` envs, to
+    be run under ``jax.shard_map`` over ``collectives.axis_name``: use
+    :func:`purejaxppo.parallel.make_data_parallel_trainer`, which does that.
     Everything is validated here, before tracing.
     """
     config = PPOConfig() if config is None else as_config(config)
+    num_envs = local_num_envs(config, collectives)
     host_callback = combine_callbacks(
         on_update, progress, config.num_updates, f"PPO {config.env_name}"
     )
@@ -144,12 +162,13 @@ def make_trainer(
     vec_env = VecEnv(
         env=env,
         env_params=env_params,
-        num_envs=config.num_envs,
+        num_envs=num_envs,
         normalize_obs=config.normalize_obs,
         normalize_reward=config.normalize_reward,
         obs_clip=config.obs_clip,
         reward_clip=config.reward_clip,
         resets_per_step=config.resets_per_step,
+        collectives=collectives,
     )
     network = build_network(config, vec_env, network)
     # a recurrent network learns from whole rollouts of each env, a feed-forward one
@@ -166,7 +185,8 @@ def make_trainer(
         runner, traj = collect_rollout(
             vec_env, config.num_steps, state.hyperparams.gamma, state.runner
         )
-        return state._replace(runner=runner), traj
+        env_state = vec_env.merge_statistics(state.runner.env_state, runner.env_state)
+        return state._replace(runner=runner._replace(env_state=env_state)), traj
 
     def make_batch(state: TrainerState, traj: Transition) -> Batch:
         """GAE advantages and value targets for ``traj``, as ``Batch[L, S]`` sequences:
@@ -214,8 +234,10 @@ def make_trainer(
             value_clip_eps=config.value_clip_eps,
         )
         rng, update_key = jax.random.split(runner.rng)
-        train_state, info = update_policy(config, coefficients, train_state, batch, update_key)
-        kl = policy_kl(network.apply, train_state.params, batch)
+        train_state, info = update_policy(
+            config, coefficients, train_state, batch, update_key, collectives
+        )
+        kl = policy_kl(network.apply, train_state.params, batch, collectives)
         kl_beta = runner.kl_beta
         if config.policy_objective == "kl_penalty":
             kl_beta = adapt_kl_beta(kl_beta, kl, hyperparams.kl_target)
@@ -223,7 +245,7 @@ def make_trainer(
         losses = info.loss._asdict()
         del losses["kl"]  # per-step values; "kl" below is the whole update's
         metrics = {
-            **rollout_metrics(traj),
+            **rollout_metrics(traj, collectives),
             "env_steps": counters.env_steps(update_index + 1, batch_size),
             "learning_rate": learning_rate,
             "clip_eps": coefficients.clip_eps,
@@ -232,7 +254,7 @@ def make_trainer(
             "grad_norm": info.grad_norm,
             "minibatches_done": info.minibatches_done,
             "explained_variance": explained_variance(
-                flatten_steps(batch.value), flatten_steps(batch.target)
+                flatten_steps(batch.value), flatten_steps(batch.target), collectives
             ),
         }
         if config.policy_objective in ("kl_penalty", "kl_fixed"):
@@ -250,8 +272,8 @@ def make_trainer(
                 runner.env_state,
                 evaluation_key(runner, update_index),
             )
-        if host_callback is not None:
-            report_to_host(host_callback, update_index, metrics)
+        if host_callback is not None:  # data parallel: from the first device, once
+            report_to_host(host_callback, update_index, metrics, collectives.is_first_device())
         runner = runner._replace(train_state=train_state, rng=rng, kl_beta=kl_beta)
         return TrainerState(runner, hyperparams, update_index + 1), metrics
 
@@ -273,8 +295,8 @@ def make_trainer(
             rng,
             hyperparams.kl_beta_init,
             eval_rng,
-            carry=network.initial_carry(config.num_envs),
-            episode_start=jnp.ones(config.num_envs, bool),
+            carry=network.initial_carry(num_envs),
+            episode_start=jnp.ones(num_envs, bool),
         )
         return TrainerState(runner, hyperparams, jnp.zeros((), jnp.int32))
 
@@ -313,6 +335,34 @@ def make_trainer(
         make_batch=jax.jit(make_batch),
         learn=jax.jit(learn),
     )
+
+
+def local_num_envs(config: PPOConfig, collectives: Collectives) -> int:
+    """The envs each device steps when ``collectives.size`` devices share the agent's
+    ``num_envs`` (``ValueError`` unless they and every minibatch split evenly)."""
+    devices = collectives.size
+    if devices == 1:
+        return config.num_envs
+    if config.num_envs % devices:
+        fitting = [d for d in range(1, devices + 1) if config.num_envs % d == 0]
+        below, above = (
+            (config.num_envs // devices) * devices,
+            -(-config.num_envs // devices) * devices,
+        )
+        multiples = " or ".join(str(m) for m in (below, above) if m)
+        raise ValueError(
+            f"num_envs = {config.num_envs} cannot be split evenly over {devices} devices: "
+            f"use a multiple of {devices} ({multiples}), or "
+            f"{', '.join(map(str, fitting))} device(s)"
+        )
+    num_envs = config.num_envs // devices
+    samples = num_envs * config.num_steps
+    if samples % config.num_minibatches:
+        raise ValueError(
+            f"num_minibatches = {config.num_minibatches} must divide each device's "
+            f"num_steps * num_envs / devices = {config.num_steps} * {num_envs} = {samples}"
+        )
+    return num_envs
 
 
 def _make_periodic_evaluation(
@@ -355,6 +405,35 @@ class TrainerState(NamedTuple):
     runner: RunnerState
     hyperparams: PPOHyperparams
     update_index: jax.Array
+
+
+def state_layout(per_env: Any, shared: Any) -> TrainerState:
+    """A :class:`TrainerState`-shaped prefix tree that marks which parts have an env axis:
+    ``per_env`` where every leaf's first axis (after any batch axes of runs) is one of the
+    ``num_envs`` envs (their env states, episode counters, observations, network carries,
+    episode starts), ``shared`` elsewhere (parameters, optimiser state, normalisation
+    statistics, RNG streams, hyperparameters, the update counter). Data parallelism splits
+    the former over devices and replicates the latter (e.g. ``shard_map`` specs)."""
+    envs = VecEnvState(
+        env_state=per_env,
+        episode_return=per_env,
+        episode_length=per_env,
+        obs_stats=shared,
+        return_stats=shared,
+        discounted_return=per_env,
+        reset_pool=shared,
+    )
+    runner = RunnerState(
+        train_state=shared,
+        env_state=envs,
+        obs=per_env,
+        rng=shared,
+        kl_beta=shared,
+        eval_rng=shared,
+        carry=per_env,
+        episode_start=per_env,
+    )
+    return TrainerState(runner=runner, hyperparams=shared, update_index=shared)
 
 
 def evaluation_key(runner: RunnerState, update_index: jax.Array) -> jax.Array:

@@ -23,6 +23,13 @@ For an env whose reset costs far more than its step (Craftax generates a world),
 ``resets_per_step=K`` draws only ``K`` resets per step into a pool that the envs whose
 episodes end take from (:mod:`purejaxppo.envs.reset_pool`): the same distribution while
 the pool holds enough, and every shortfall counted.
+
+Data parallel (``collectives`` of several devices): ``num_envs`` is this device's block
+of the agent's envs. The keys of all the agent's envs are drawn and each device keeps
+its block (:meth:`~purejaxppo.collectives.Collectives.take_block`), so a device steps
+exactly the envs a single-device run would have stepped there; the normalisation
+statistics are kept per device during a rollout and merged by
+:func:`merge_running_stats` once per rollout.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from flax import struct
 from gymnax.environments.environment import Environment
 
 from purejaxppo import counters
+from purejaxppo.collectives import LOCAL, Collectives
 from purejaxppo.envs.reset_pool import ResetPool, take_resets
 from purejaxppo.envs.spaces import (
     ActionSpec,
@@ -264,6 +272,8 @@ class VecEnv:
     obs_clip: float = 10.0
     reward_clip: float = 10.0
     resets_per_step: int | None = None  # None: every env draws a reset at every step
+    # data parallel: num_envs is this device's block of num_envs * collectives.size envs
+    collectives: Collectives = LOCAL
 
     # Read eagerly, outside any trace: some envs compute their Box bounds with jnp ops
     # on env_params, which inside a scan would be tracers rather than constants.
@@ -274,6 +284,11 @@ class VecEnv:
     reset_nbytes: int = dataclasses.field(init=False)  # one env's reset (obs and state)
 
     def __post_init__(self) -> None:
+        if self.resets_per_step is not None and self.collectives.distributed:
+            raise ValueError(
+                "resets_per_step (a reset pool) is not supported with data-parallel "
+                "devices yet: leave it None, or train on one device"
+            )
         if self.resets_per_step is not None:
             check_resets_per_step(self.resets_per_step, self.num_envs, self.env)
         spec = action_spec(self.env, self.env_params)
@@ -327,11 +342,13 @@ class VecEnv:
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, VecEnvState]:
         """Reset all envs. Returns ``(obs [N, *obs_shape], state)``; see :meth:`_observe`."""
-        keys = jax.random.split(key, self.num_envs)
+        keys = self._own(jax.random.split(key, self.total_envs), axis=0)
         raw_obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.env_params)
         obs_stats = observation_stats(raw_obs)
         if self.normalize_obs:
+            fresh = obs_stats
             obs_stats = update_observation_stats(obs_stats, raw_obs)
+            obs_stats = merge_running_stats(self.collectives, fresh, obs_stats)
         reset_pool = None
         if self.resets_per_step is not None:  # a full pool, from its own keys
             pool_keys = jax.random.split(jax.random.fold_in(key, 1), self.num_envs)
@@ -349,6 +366,28 @@ class VecEnv:
         )
         return self._observe(obs_stats, raw_obs), state
 
+    @property
+    def total_envs(self) -> int:
+        """The agent's envs on all devices (``num_envs`` on one device)."""
+        return self.num_envs * self.collectives.size
+
+    def _own(self, keys: jax.Array, axis: int) -> jax.Array:
+        """This device's block of keys drawn for all ``total_envs`` along ``axis``."""
+        return self.collectives.take_block(keys, axis)
+
+    def merge_statistics(self, start: VecEnvState, state: VecEnvState) -> VecEnvState:
+        """``state`` with the normalisation statistics of every device merged
+        (:func:`merge_running_stats`; all began at ``start``'s): once per rollout in a
+        data-parallel run, ``state`` unchanged otherwise."""
+        if not self.collectives.distributed:
+            return state
+        obs_stats, return_stats = state.obs_stats, state.return_stats
+        if self.normalize_obs:
+            obs_stats = merge_running_stats(self.collectives, start.obs_stats, obs_stats)
+        if self.normalize_reward:
+            return_stats = merge_running_stats(self.collectives, start.return_stats, return_stats)
+        return state.replace(obs_stats=obs_stats, return_stats=return_stats)
+
     def draws_resets(self, num_steps: int) -> bool:
         """Whether :meth:`draw` draws the resets of ``num_steps`` steps ahead: the env
         uses gymnax's own step and they fit in ``MAX_RESET_DRAW_BYTES``, and there is no
@@ -362,15 +401,16 @@ class VecEnv:
         for :meth:`step_drawn`; with the resets when :meth:`draws_resets` says so, with
         the pool's reset keys ``[num_steps, K]`` when ``resets_per_step=K``."""
         step_key, reset_key = jax.random.split(key)
-        shape = (num_steps, self.num_envs)
-        step_keys = jax.random.split(step_key, shape)
+        shape = (num_steps, self.total_envs)
+        step_keys = self._own(jax.random.split(step_key, shape), axis=1)
         if self.resets_per_step is not None:
             pool_keys = jax.random.split(reset_key, (num_steps, self.resets_per_step))
             return EnvDraws(step_keys, pool_key=pool_keys)
         if not self.draws_resets(num_steps):
             return EnvDraws(step_keys)
         reset_one = functools.partial(self.env.reset_env, params=self.env_params)
-        reset_obs, reset_state = jax.vmap(jax.vmap(reset_one))(jax.random.split(reset_key, shape))
+        reset_keys = self._own(jax.random.split(reset_key, shape), axis=1)
+        reset_obs, reset_state = jax.vmap(jax.vmap(reset_one))(reset_keys)
         return EnvDraws(step_keys, reset_obs, reset_state)
 
     def step(
@@ -387,7 +427,7 @@ class VecEnv:
         if self.resets_per_step is not None:
             draws = jax.tree.map(lambda x: x[0], self.draw(key, 1))
         else:
-            draws = EnvDraws(jax.random.split(key, self.num_envs))
+            draws = EnvDraws(self._own(jax.random.split(key, self.total_envs), axis=0))
         return self.step_drawn(draws, state, action, gamma)
 
     def step_drawn(
@@ -469,6 +509,38 @@ class VecEnv:
         if self.normalize_obs:
             return normalize_observation(obs_stats, raw_obs, self.obs_clip)
         return jax.tree.map(lambda x, s: x.astype(s.dtype), raw_obs, self.obs_spec)
+
+
+def merge_running_stats(collectives: Collectives, start: Any, local: Any) -> Any:
+    """Merge per-device :class:`RunningMeanStd` leaves that all began at ``start`` and
+    then folded in their own device's data, into the statistics of ``start`` plus every
+    device's data (``local`` as it is on one device).
+
+    With ``c_d, mu_d, v_d`` device ``d``'s count, mean and variance, ``c_0, mu_0, v_0`` the
+    start's (the device counts include ``c_0``) and ``D`` devices::
+
+        C  = sum_d c_d - (D - 1) c_0
+        mu = mu_0 + sum_d c_d (mu_d - mu_0) / C
+        v  = v_0 + [sum_d c_d (v_d - v_0) + sum_d c_d (mu_d - mu)^2
+                    - (D - 1) c_0 (mu_0 - mu)^2] / C
+
+    (Chan et al.'s merge, written in differences from the start so that nothing cancels
+    in float32: late in a run ``c_0`` dwarfs a rollout's data.)
+    """
+    if not collectives.distributed:
+        return local
+    others = collectives.size - 1
+
+    def merge(s: RunningMeanStd, d: RunningMeanStd) -> RunningMeanStd:
+        with counters.wide():
+            total = collectives.sum(d.count) - others * s.count
+        c0, cd, c = (n.astype(jnp.float32) for n in (s.count, d.count, total))
+        mean = s.mean + collectives.sum(cd * (d.mean - s.mean)) / c
+        spread = collectives.sum(cd * (d.var - s.var) + cd * jnp.square(d.mean - mean))
+        var = s.var + (spread - others * c0 * jnp.square(s.mean - mean)) / c
+        return RunningMeanStd(mean=mean, var=var, count=total)
+
+    return jax.tree.map(merge, start, local, is_leaf=_is_stats)
 
 
 def check_resets_per_step(resets_per_step: Any, num_envs: int, env: Any) -> None:
