@@ -1,5 +1,5 @@
-"""Independent seeds over 1, 2, 4, 8 devices: steps/s against the device count, and a check
-that every count gives the same bits.
+"""Independent seeds, and one data-parallel agent, over 1, 2, 4, 8 devices: steps/s against
+the device count, and a check that every count gives the same bits (independent seeds).
 
 For each device count ``d`` it trains the same ``--seeds`` seeds split over a mesh of ``d``
 devices (``purejaxppo.parallel.shard_vmap``) two ways: all of a device's seeds in one
@@ -12,11 +12,13 @@ On a machine without accelerators the devices are virtual CPU devices
 share the same cores: the curve then shows that splitting costs little and changes no
 result, not a speed-up. On a multi-GPU machine it is the real scaling curve.
 
-One agent across devices (data parallel: one run's envs split over the mesh) is not
-implemented yet, so it has no curve here.
+One agent across devices (data parallel: one run's ``--dp-envs`` envs split over the mesh,
+``purejaxppo.parallel.make_data_parallel_train``) is timed the same way, next to the plain
+single-device trainer on the same config (its equality with that one, with one
+minibatch, is what tests/test_data_parallel.py checks).
 
     python benchmarks/scaling.py [--quick] [--seeds 8] [--width 1] [--repeats 3]
-                                 [--devices 1 2 4 8] [--out benchmarks/results]
+                                 [--devices 1 2 4 8] [--dp-envs 64] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np  # noqa: E402
 from bench_util import machine, write_json  # noqa: E402
 
 from purejaxppo import PPOConfig, make_train, parallel  # noqa: E402
+from purejaxppo.train import final_return  # noqa: E402
 
 
 def measure(
@@ -96,6 +99,45 @@ def measure(
     }
 
 
+def measure_data_parallel(
+    config: PPOConfig, device_counts: list[int], repeats: int
+) -> dict[str, Any]:
+    """One agent (one seed) with ``config.num_envs`` envs split over each device count,
+    and the plain trainer: compile time apart, run times over interleaved rounds."""
+    key = jax.random.key(0)
+    programs, compile_s = {}, {}
+    candidates = {"plain": make_train(config)}
+    for devices in device_counts:
+        mesh = parallel.device_mesh(devices, axis=parallel.DATA_AXIS)
+        candidates[f"devices{devices}"] = parallel.make_data_parallel_train(config, mesh)
+    for name, train in candidates.items():
+        start = time.perf_counter()
+        programs[name] = jax.jit(train).lower(key).compile()
+        compile_s[name] = time.perf_counter() - start
+        jax.block_until_ready(programs[name](key))  # warm-up
+    run_s: dict[str, list[float]] = {name: [] for name in programs}
+    returns = {}
+    for round_index in range(repeats):
+        names = list(programs) if round_index % 2 == 0 else list(reversed(programs))
+        for name in names:
+            start = time.perf_counter()
+            out = jax.block_until_ready(programs[name](key))
+            run_s[name].append(time.perf_counter() - start)
+            returns[name] = float(final_return(parallel.gather(out.metrics)["episode_return"]))
+    steps = config.trained_timesteps
+    return {
+        "num_envs": config.num_envs,
+        "device_counts": device_counts,
+        "env_steps_per_call": steps,
+        "compile_s": compile_s,
+        "run_s": run_s,
+        "run_s_median": {name: statistics.median(t) for name, t in run_s.items()},
+        "env_steps_per_s": {name: steps / statistics.median(t) for name, t in run_s.items()},
+        "final_return": returns,
+        "config": config.to_dict(),
+    }
+
+
 def plot(result: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
@@ -108,6 +150,11 @@ def plot(result: dict[str, Any], path: Path, title: str) -> None:
         label = "all of a device's seeds at once" if width is None else f"{width} at a time"
         sps = [result["env_steps_per_s"][f"devices{d}_width{width}"] for d in counts]
         ax.plot(counts, sps, style, label=f"{result['seeds']} seeds, {label}")
+    agent = result.get("data_parallel")
+    if agent is not None:
+        sps = [agent["env_steps_per_s"][f"devices{d}"] for d in counts]
+        label = f"one agent, its {agent['num_envs']} envs split (data parallel)"
+        ax.plot(counts, sps, "^-", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(counts, [str(c) for c in counts])
     ax.set_xlabel("devices")
@@ -127,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--width", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--devices", type=int, nargs="+", default=None)
+    parser.add_argument("--dp-envs", type=int, default=64, help="the data-parallel agent's envs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     available = jax.device_count()
@@ -139,17 +187,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"--seeds {args.seeds} must split into --width {args.width} groups "
                 f"on {devices} devices"
             )
+        if args.dp_envs % devices:
+            parser.error(f"--dp-envs {args.dp_envs} must split over {devices} devices")
     if args.quick:
         config = PPOConfig(num_envs=4, num_steps=16, num_minibatches=2, total_timesteps=128)
+        agent_config = config.replace(num_envs=args.dp_envs, total_timesteps=args.dp_envs * 32)
     else:
         config = PPOConfig(total_timesteps=100_352)  # CartPole-v1, 196 updates per seed
-    result = measure(config, args.seeds, counts, args.width, 1 if args.quick else args.repeats)
+        # the same 196 updates of PureJaxRL's recipe, 16x the envs, one agent
+        agent_config = config.replace(
+            num_envs=args.dp_envs, total_timesteps=args.dp_envs * 128 * 196
+        )
+    repeats = 1 if args.quick else args.repeats
+    result = measure(config, args.seeds, counts, args.width, repeats)
+    result["data_parallel"] = measure_data_parallel(agent_config, counts, repeats)
     where = machine()
     virtual = where["backend"] == "cpu"
     for name, sps in result["env_steps_per_s"].items():
         print(f"{name:22s} {sps:>12,.0f} steps/s  compile {result['compile_s'][name]:5.1f} s")
     identical = result["fixed_width_bit_identical_to_first_count"]
     print(f"bit-identical with width {args.width}: {identical}")
+    agent = result["data_parallel"]
+    for name, sps in agent["env_steps_per_s"].items():
+        print(
+            f"one agent {name:12s} {sps:>12,.0f} steps/s  compile "
+            f"{agent['compile_s'][name]:5.1f} s  final return {agent['final_return'][name]:.1f}"
+        )
     report = {
         "machine": where,
         "virtual_cpu_devices": virtual,
@@ -157,8 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if virtual
         else "real devices",
         "quick": args.quick,
-        "independent_seeds": result,
-        "data_parallel": "not implemented yet",
+        "independent_seeds": {k: v for k, v in result.items() if k != "data_parallel"},
+        "data_parallel": result["data_parallel"],
     }
     stem = f"scaling_{where['backend']}" + ("_quick" if args.quick else "")
     write_json(args.out, stem, report, default=float)

@@ -70,8 +70,10 @@ def build_network(config: PPOConfig, vec_env: VecEnv, network: Any = None) -> An
         )
     check_network(network, vec_env.policy_obs_spec, None, spec.dim, spec.discrete, spec.nvec)
     if is_recurrent(network):
-        # data parallel: each device's envs split into minibatches
-        check_sequence_minibatches(vec_env.num_envs, config.num_minibatches, type(network).__name__)
+        # data parallel: each device's envs split into minibatches (vec_env may also be
+        # an evaluation's, whose num_envs is not the trainer's)
+        envs_per_device = config.num_envs // vec_env.collectives.size
+        check_sequence_minibatches(envs_per_device, config.num_minibatches, type(network).__name__)
     return network
 
 
