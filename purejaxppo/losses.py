@@ -92,11 +92,16 @@ class LossInfo(NamedTuple):
 
 
 def normalize_advantages(
-    advantages: jax.Array, eps: float = 1e-8, collectives: Collectives = LOCAL
+    advantages: jax.Array,
+    eps: float = 1e-8,
+    collectives: Collectives = LOCAL,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     """``(A - mean(A)) / (std(A) + eps)`` over the minibatch ``[B]`` (data parallel: the
-    mean and std of the whole minibatch, every device's share of it)."""
-    mean, std = collectives.mean_of(advantages), collectives.std_of(advantages)
+    mean and std of the whole minibatch, every device's share of it); ``where``: a mask
+    shaped like ``advantages``, the statistics are of the samples where it is true."""
+    mean = collectives.mean_of(advantages, where)
+    std = collectives.std_of(advantages, where)
     return (advantages - mean) / (std + eps)
 
 
@@ -113,10 +118,14 @@ def clipped_surrogate(
 
 
 def clipped_surrogate_loss(
-    log_ratio: jax.Array, advantages: jax.Array, clip_eps: float | jax.Array
+    log_ratio: jax.Array,
+    advantages: jax.Array,
+    clip_eps: float | jax.Array,
+    where: jax.Array | None = None,
 ) -> jax.Array:
-    """``-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]`` with ``r = exp(log_ratio)``; ``[B] -> []``."""
-    return -jnp.mean(clipped_surrogate(jnp.exp(log_ratio), advantages, clip_eps))
+    """``-E[min(r A, clip(r, 1 - eps, 1 + eps) A)]`` with ``r = exp(log_ratio)``; ``[B] -> []``
+    (``where``: a mask, the mean over the samples where it is true)."""
+    return -jnp.mean(clipped_surrogate(jnp.exp(log_ratio), advantages, clip_eps), where=where)
 
 
 def policy_loss(
@@ -126,20 +135,22 @@ def policy_loss(
     kl: jax.Array,
     clip_eps: float | jax.Array,
     kl_beta: float | jax.Array,
+    where: jax.Array | None = None,
 ) -> jax.Array:
-    """The policy objective to minimise, ``[B] -> []`` (``kl`` is per sample, ``[B]``)::
+    """The policy objective to minimise, ``[B] -> []`` (``kl`` is per sample, ``[B]``;
+    ``where``: a mask, the expectations over the samples where it is true)::
 
     clip:                 -E[min(r A, clip(r, 1 - eps, 1 + eps) A)]
     kl_penalty, kl_fixed: -E[r A - beta KL(pi_old || pi)]
     unclipped:            -E[r A]
     """
     if objective == "clip":
-        return clipped_surrogate_loss(log_ratio, advantages, clip_eps)
+        return clipped_surrogate_loss(log_ratio, advantages, clip_eps, where)
     surrogate = jnp.exp(log_ratio) * advantages
     if objective in ("kl_penalty", "kl_fixed"):
-        return -jnp.mean(surrogate - kl_beta * kl)
+        return -jnp.mean(surrogate - kl_beta * kl, where=where)
     if objective == "unclipped":
-        return -jnp.mean(surrogate)
+        return -jnp.mean(surrogate, where=where)
     raise ValueError(f"policy_objective must be one of {POLICY_OBJECTIVES}, got {objective!r}")
 
 
@@ -149,17 +160,20 @@ def value_loss(
     targets: jax.Array,
     clip_eps: float | jax.Array,
     clip: bool = True,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     """``0.5 E[(V - target)^2]``, or with ``clip`` the pessimistic clipped form::
 
     0.5 E[max((V - target)^2, (V_old + clip(V - V_old, -eps, eps) - target)^2)]
+
+    ``where``: a mask shaped like ``values``; the mean is over the samples where it is true.
     """
     chex.assert_equal_shape([values, old_values, targets])
     squared_error = jnp.square(values - targets)
     if clip:
         clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         squared_error = jnp.maximum(squared_error, jnp.square(clipped_values - targets))
-    return 0.5 * jnp.mean(squared_error)
+    return 0.5 * jnp.mean(squared_error, where=where)
 
 
 def approx_kl(log_ratio: jax.Array, where: jax.Array | None = None) -> jax.Array:
