@@ -46,6 +46,22 @@ from purejaxppo import PPOConfig, make_train, parallel  # noqa: E402
 from purejaxppo.train import final_return  # noqa: E402
 
 
+def interleaved_rounds(
+    programs: dict[str, Any], args: tuple[Any, ...], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Run every program on ``args`` in ``repeats`` rounds, the order reversed every other
+    round; their run times per round, and each one's last output."""
+    run_s: dict[str, list[float]] = {name: [] for name in programs}
+    outputs = {}
+    for round_index in range(repeats):
+        names = list(programs) if round_index % 2 == 0 else list(reversed(programs))
+        for name in names:
+            start = time.perf_counter()
+            outputs[name] = jax.block_until_ready(programs[name](*args))
+            run_s[name].append(time.perf_counter() - start)
+    return run_s, outputs
+
+
 def measure(
     config: PPOConfig, seeds: int, device_counts: list[int], width: int, repeats: int
 ) -> dict[str, Any]:
@@ -63,15 +79,7 @@ def measure(
             compile_s[name] = time.perf_counter() - start
             programs[name] = sharded
             jax.block_until_ready(sharded(keys))  # warm-up
-    run_s: dict[str, list[float]] = {name: [] for name in programs}
-    outputs = {}
-    for round_index in range(repeats):
-        names = list(programs) if round_index % 2 == 0 else list(reversed(programs))
-        for name in names:
-            start = time.perf_counter()
-            out = jax.block_until_ready(programs[name](keys))
-            run_s[name].append(time.perf_counter() - start)
-            outputs[name] = out
+    run_s, outputs = interleaved_rounds(programs, (keys,), repeats)
     steps = seeds * config.trained_timesteps
     reference = parallel.gather(outputs[f"devices{device_counts[0]}_width{width}"].metrics)
     identical = {
@@ -115,15 +123,11 @@ def measure_data_parallel(
         programs[name] = jax.jit(train).lower(key).compile()
         compile_s[name] = time.perf_counter() - start
         jax.block_until_ready(programs[name](key))  # warm-up
-    run_s: dict[str, list[float]] = {name: [] for name in programs}
-    returns = {}
-    for round_index in range(repeats):
-        names = list(programs) if round_index % 2 == 0 else list(reversed(programs))
-        for name in names:
-            start = time.perf_counter()
-            out = jax.block_until_ready(programs[name](key))
-            run_s[name].append(time.perf_counter() - start)
-            returns[name] = float(final_return(parallel.gather(out.metrics)["episode_return"]))
+    run_s, outputs = interleaved_rounds(programs, (key,), repeats)
+    returns = {
+        name: float(final_return(parallel.gather(out.metrics)["episode_return"]))
+        for name, out in outputs.items()
+    }
     steps = config.trained_timesteps
     return {
         "num_envs": config.num_envs,

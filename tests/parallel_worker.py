@@ -52,6 +52,12 @@ def main() -> None:
             report["calls"][name] = list(calls)
             calls.clear()
         report["meshes"].append(parallel.describe(mesh))
+    # the library's own vmap of 2 seeds at a time, on one device (no mesh)
+    plain = jax.jit(jax.vmap(make_train(CONFIG)))
+    metrics = [plain(keys[i : i + 2]).metrics for i in range(0, SEEDS, 2)]
+    for name in metrics[0]:
+        joined = np.concatenate([np.asarray(m[name]) for m in metrics])
+        results[f"library_width2.metrics['{name}']"] = joined
     try:
         parallel.shard_vmap(train, parallel.device_mesh())(jax.random.split(keys[0], 10))
     except ValueError as error:

@@ -324,3 +324,27 @@ def test_brax_reference_counts_brax_steps_and_its_committed_summary_is_its_seeds
         assert finals == result["final_returns"] and len(finals) >= 5, env_name
         assert reference.summary(finals) == result["final"], env_name
         assert result["hyperparameters"]["num_timesteps"] == 1_000_000
+
+
+def test_rlhf_quick(tmp_path):
+    """benchmarks/rlhf.py end to end at its tiny budget: every experiment's curves and
+    final summaries, the reward model's accuracies, the figure."""
+    report = load("rlhf").main(["--quick", "--seeds", "2", "--betas", "0", "0.1",
+                                "--out", str(tmp_path)])  # fmt: skip
+    written = json.loads((tmp_path / "rlhf_cpu_quick.json").read_text())
+    assert written == json.loads(json.dumps(report))
+    experiments = report["experiments"]
+    assert experiments["leash"]["config"]["kl_target"] == 3.0
+    assert experiments["sweep"]["betas"] == [0.0, 0.1]
+    assert sorted(experiments["clipping"]["runs"]) == ["clip", "unclipped"]
+    updates = experiments["leash"]["config"]["num_updates"]
+    for described in [experiments["leash"], *experiments["sweep"]["runs"],
+                      *experiments["clipping"]["runs"].values()]:  # fmt: skip
+        curve = described["curves"]["kl_to_reference"]
+        assert len(curve["mean"]) >= 2 and curve["ci_low"][0] <= curve["mean"][0]
+        final = described["final"]["score"]
+        assert final["num_seeds"] == 2 and final["ci_low"] <= final["mean"] <= final["ci_high"]
+    assert len(experiments["leash"]["curves"]["beta"]["mean"]) == updates
+    assert 0.0 <= report["reward_model"]["held_out_accuracy"] <= 1.0
+    assert len(experiments["leash"]["samples_after"]) == 6
+    assert (tmp_path / "rlhf_cpu_quick.png").stat().st_size > 1000

@@ -190,18 +190,6 @@ def _cli(args: list[str], devices: int) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def _finish(*processes: subprocess.Popen) -> list[str]:
-    try:
-        outputs = [p.communicate(timeout=TIMEOUT_S) for p in processes]
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    assert [p.returncode for p in processes] == [0] * len(processes), outputs
-    return [out for out, _ in outputs]
-
-
 def _close_runs(run: Path, reference: Path) -> None:
     from purejaxppo import load_checkpoint
 
@@ -221,7 +209,7 @@ def _close_runs(run: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory):
     """One agent's envs over 4 devices: two processes x 2 devices, and one process."""
-    from test_parallel import _free_port
+    from test_parallel import _finish, _free_port
 
     folder = tmp_path_factory.mktemp("cli")
     multi = ["--out", str(folder / "two"), "--devices", "all"]

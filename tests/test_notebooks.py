@@ -29,6 +29,7 @@ EXPECTED = [
     "02_ppo_explained.ipynb",
     "03_sweeps.ipynb",
     "04_recurrent_ppo.ipynb",
+    "05_rlhf_in_miniature.ipynb",
 ]
 
 
@@ -39,7 +40,7 @@ def code_cells(notebook):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def test_the_notebooks_are_the_four_the_readme_links():
+def test_the_notebooks_are_the_five_the_readme_links():
     assert [p.name for p in runner.notebook_paths()] == EXPECTED
     readme = (ROOT / "README.md").read_text()
     for name in EXPECTED:

@@ -44,7 +44,7 @@ class RLHFConfig:
 
     response_length: int = 12
     max_length: int = 16
-    width: int = 64
+    width: int = 32
     heads: int = 4
     layers: int = 2
     sft_steps: int = 1500
